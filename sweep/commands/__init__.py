@@ -1,0 +1,1 @@
+"""One module per `flushsweep` subcommand; each exposes ``register(subparsers)``."""
