@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 #: Command modules under sweep.commands, in the order `flushsweep --help` lists them.
-COMMANDS = ["simulate", "run", "resume", "status", "cancel", "store", "query"]
+COMMANDS = ["simulate", "run", "resume", "status", "cancel", "store", "query", "calibrate", "report", "schedule", "search"]
 
 
 class UsageError(Exception):

@@ -80,7 +80,7 @@ def simulate(
     host.probe = probe
     guest = Guest(
         sim, host, prof, counters, Random(f"{cfg.seed}:guest-scheduler"),
-        vcpus=cfg.vcpus, effective_vcpus=eff, lazy_tlb=cfg.guest_os == "linux",
+        vcpus=cfg.vcpus, effective_vcpus=eff, windows=cfg.guest_os == "windows-2016",
         ple=cfg.ple, ple_window_ns=cfg.ple_window_us * 1000,
     )
     windows = cfg.guest_os == "windows-2016"

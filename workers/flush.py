@@ -86,7 +86,9 @@ class NativeShootdown:
                 probe.ack(sim.now, initiator, tv)
             if self.barrier:
                 stalled.append((tv, g.spin_in_irq(tv)))
-            sim.after(0, g.ack, t)
+            t.acks -= 1
+            if t.acks == 0:
+                sim.after(0, g.acks_complete, t)
 
         for tv in targets:
             g.c.ipis += 1

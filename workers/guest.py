@@ -14,6 +14,7 @@ code between yields runs at the current simulated instant.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import deque
 from random import Random
 from typing import TYPE_CHECKING, Callable, Generator
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from workers.stats import Counters
 
 # thread ops (first element of the tuples workloads yield)
-COMPUTE, LOCK, UNLOCK, WAIT_ACKS, SLEEP, DOWNGRADE = 0, 1, 2, 3, 4, 5
+COMPUTE, LOCK, UNLOCK, WAIT_ACKS, SLEEP = 0, 1, 2, 3, 4
 USER, SYS = 0, 1
 SHARED, EXCLUSIVE = True, False
 
@@ -103,25 +104,50 @@ class VCpu(HostTask):
         self.guest.pause(self)
 
     def on_enqueue(self) -> None:
-        self.guest.waiting.add(self)
+        w = self.guest.waiting
+        i = bisect_left(w, self.index)
+        if i == len(w) or w[i] != self.index:
+            w.insert(i, self.index)
 
 
 class AddressSpaceLock:
-    """A fair reader-writer lock (FIFO; consecutive readers at the head go together).
+    """The address-space reader-writer lock; unmapping holds it exclusively, faults shared.
 
     Unmapping holds it exclusively for its whole duration, shootdown wait
     included; page faults hold it shared. So a preempted holder (or a holder
     waiting on a preempted shootdown target) stalls every other thread.
+
+    Two policies, by guest:
+    - ``readers_first=False`` (Linux ``mmap_lock``, an rwsem): FIFO; readers
+      queue behind a waiting writer and consecutive readers at the head go together.
+    - ``readers_first=True`` (Windows): a fault waits only while an unmapper
+      *holds* the lock, never behind queued ones, because mmap/munmap serialise
+      on the process's VAD lock while faults only briefly take the working-set
+      lock. Writers take turns FIFO once no fault holds it.
     """
 
-    __slots__ = ("readers", "writer", "waiters")
+    __slots__ = ("readers", "writer", "waiters", "readers_first", "shared_waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, *, readers_first: bool = False) -> None:
         self.readers = 0
         self.writer: GuestThread | None = None
         self.waiters: deque[tuple[GuestThread, bool]] = deque()
+        self.readers_first = readers_first
+        self.shared_waiters: list[GuestThread] = []  # readers_first only
 
     def try_acquire(self, t: GuestThread, shared: bool) -> bool:
+        if self.readers_first:
+            if shared:
+                if self.writer is None:
+                    self.readers += 1
+                    return True
+                self.shared_waiters.append(t)
+                return False
+            if self.writer is None and self.readers == 0 and not self.waiters:
+                self.writer = t
+                return True
+            self.waiters.append((t, False))
+            return False
         if self.writer is None and not self.waiters and (shared or self.readers == 0):
             if shared:
                 self.readers += 1
@@ -131,22 +157,30 @@ class AddressSpaceLock:
         self.waiters.append((t, shared))
         return False
 
-    def downgrade(self, t: GuestThread) -> list[GuestThread]:
-        """Exclusive -> shared (mmap_write_downgrade()); waiting readers at the head may join."""
-        assert self.writer is t
-        self.writer = None
-        self.readers += 1
-        return self._grant()
-
     def release(self, t: GuestThread) -> list[GuestThread]:
         """Release and return the threads that now hold it."""
         if self.writer is t:
             self.writer = None
         else:
             self.readers -= 1
-        return self._grant()
+        if self.readers_first:
+            return self._grant_readers_first()
+        return self._grant_fifo()
 
-    def _grant(self) -> list[GuestThread]:
+    def _grant_readers_first(self) -> list[GuestThread]:
+        granted: list[GuestThread] = []
+        if self.writer is not None:
+            return granted
+        if self.shared_waiters:
+            granted, self.shared_waiters = self.shared_waiters, []
+            self.readers += len(granted)
+        if self.readers == 0 and self.waiters:
+            nxt, _ = self.waiters.popleft()
+            self.writer = nxt
+            granted.append(nxt)
+        return granted
+
+    def _grant_fifo(self) -> list[GuestThread]:
         granted: list[GuestThread] = []
         w = self.waiters
         while w and self.writer is None:
@@ -178,7 +212,7 @@ class Guest:
         *,
         vcpus: int,
         effective_vcpus: int,
-        lazy_tlb: bool,
+        windows: bool,
         ple: bool,
         ple_window_ns: int,
     ) -> None:
@@ -187,18 +221,21 @@ class Guest:
         self.p = profile
         self.c = counters
         self.rng = rng
-        self.lazy_tlb = lazy_tlb
+        # Linux: lazy-TLB vCPUs are skipped by shootdowns (and flush when they next run a thread).
+        # Windows: an idle processor keeps the process's address space loaded, so it stays a target.
+        self.lazy_tlb = not windows
+        self.keep_loaded = windows
         self.ple = ple
         self.ple_window_ns = ple_window_ns
         self.vcpus = [VCpu(self, i) for i in range(vcpus)]
         self.online = self.vcpus[:effective_vcpus]
-        self.lock = AddressSpaceLock()
+        self.lock = AddressSpaceLock(readers_first=windows)
         self.active = 0  # bitmask of vCPUs that may cache the process's translations
         self.ready: deque[GuestThread] = deque()
         self.idle: list[VCpu] = []
         for v in self.online:
             self._idle_add(v)
-        self.waiting: set[VCpu] = set()  # runnable vCPUs without a pCPU: candidates for directed yield
+        self.waiting: list[int] = []  # sorted indexes of runnable vCPUs without a pCPU (directed-yield candidates)
         self.last_boosted = -1
         self.threads: list[GuestThread] = []
         self.live_threads = 0
@@ -292,7 +329,10 @@ class Guest:
 
     # --- vCPU execution ---------------------------------------------------------------
     def vcpu_entered(self, v: VCpu, switch_ns: int) -> None:
-        self.waiting.discard(v)
+        w = self.waiting
+        i = bisect_left(w, v.index)
+        if i < len(w) and w[i] == v.index:
+            del w[i]
         v.start_at = self.sim.now + switch_ns
         self.on_vm_entry(v)
         self._advance(v)
@@ -451,17 +491,12 @@ class Guest:
         Round robin matters: always boosting the same candidate lets two
         spinners yield to each other forever while the vCPU they wait for starves.
         """
-        best = first = None
-        last = self.last_boosted
-        for cand in self.waiting:
-            i = cand.index
-            if first is None or i < first.index:
-                first = cand
-            if i > last and (best is None or i < best.index):
-                best = cand
-        pick = best or first
-        if pick is not None:
-            self.last_boosted = pick.index
+        w = self.waiting
+        if not w:
+            return None
+        i = bisect_right(w, self.last_boosted)
+        pick = self.vcpus[w[i] if i < len(w) else w[0]]
+        self.last_boosted = pick.index
         return pick
 
     # --- the thread interpreter -----------------------------------------------------------
@@ -511,10 +546,6 @@ class Guest:
                 for g in self.lock.release(t):
                     self.sim.after(0, self._granted, g)
                 continue
-            if code == DOWNGRADE:
-                for g in self.lock.downgrade(t):
-                    self.sim.after(0, self._granted, g)
-                continue
             if code == WAIT_ACKS:
                 if t.acks <= 0:
                     continue
@@ -544,9 +575,9 @@ class Guest:
     def _wake_sleeper(self, t: GuestThread) -> None:
         self.make_ready(t)
 
-    def ack(self, t: GuestThread) -> None:
-        """One shootdown target acknowledged (runs as its own event)."""
-        t.acks -= 1
+    def acks_complete(self, t: GuestThread) -> None:
+        """The last shootdown target acknowledged (runs as its own event, so the
+        initiator never resumes inside a target's interrupt handler)."""
         if t.acks == 0 and t.act == A_SPIN_ACK:
             self._end_spin(t)
 
@@ -574,6 +605,11 @@ class Guest:
         return out
 
     def flushed(self, v: VCpu) -> None:
-        """v's TLB no longer holds the process's stale translations."""
-        if v.thread is None:
+        """v's TLB no longer holds the process's stale translations.
+
+        Linux clears an idle CPU's mm_cpumask bit lazily, so a flushed idle vCPU
+        leaves the set; on Windows the idle vCPU still has the address space
+        loaded (the process's active processors), so it stays a target.
+        """
+        if v.thread is None and not self.keep_loaded:
             self.active &= ~(1 << v.index)

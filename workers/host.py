@@ -49,11 +49,12 @@ class Probe:
 class HostTask:
     """A host thread: one of our VM's vCPUs, or a co-tenant's always-runnable vCPU."""
 
-    __slots__ = ("state", "pcpu", "vruntime", "dispatched_at", "rq_seq", "preempted", "is_vm")
+    __slots__ = ("state", "pcpu", "last_pcpu", "vruntime", "dispatched_at", "rq_seq", "preempted", "is_vm")
 
     def __init__(self, is_vm: bool) -> None:
         self.state = HALTED
         self.pcpu = -1
+        self.last_pcpu = 0  # select_task_rq(): a woken task goes back to its previous pCPU
         self.vruntime = 0
         self.dispatched_at = 0
         self.rq_seq = -1
@@ -141,6 +142,7 @@ class Host:
         cpu = task.pcpu
         self.running[cpu] = None
         task.pcpu = -1
+        task.last_pcpu = cpu
         if self.probe is not None:
             self.probe.deschedule(self.sim.now, cpu, task)
         task.on_deschedule()
@@ -170,30 +172,37 @@ class Host:
         self._fill(cpu)
 
     def wake(self, task: HostTask) -> None:
-        """Wake a halted task. Deferred to its own event so wakers never re-enter the scheduler."""
-        if task.state == HALTED:
-            task.state = WAKING
-            self.sim.after(0, self._do_wake, task)
+        """Wake a halted task (try_to_wake_up).
 
-    def _do_wake(self, task: HostTask) -> None:
-        if task.state != WAKING:
+        With an idle pCPU it is dispatched at once: that touches no other task.
+        Otherwise the wake-up preemption check runs as its own event, so a waker
+        is never preempted in the middle of what it is doing.
+        """
+        if task.state != HALTED:
             return
+        self._place_woken(task)
+        if self.idle_pcpus:
+            self._dispatch(task, self.idle_pcpus.pop())
+            return
+        task.state = WAKING
+        self.sim.after(0, self._do_wake, task)
+
+    def _place_woken(self, task: HostTask) -> None:
         self._update_min_vruntime()
         floor = self.min_vruntime - SCHED_LATENCY_NS // 2  # place_entity(): sleeper credit
         if task.vruntime < floor:
             task.vruntime = floor
+
+    def _do_wake(self, task: HostTask) -> None:
+        if task.state != WAKING:
+            return
         if self.idle_pcpus:
             self._dispatch(task, self.idle_pcpus.pop())
             return
-        # check_preempt_wakeup(): preempt the running task furthest ahead in vruntime
+        # check_preempt_wakeup() on the previous pCPU: preempt its task if it is far enough ahead
         now = self.sim.now
-        victim, lead = None, -1
-        for cur in self.running:
-            if cur is not None:
-                v = cur.vruntime + (now - cur.dispatched_at)
-                if v > lead:
-                    victim, lead = cur, v
-        if victim is not None and lead - task.vruntime > WAKEUP_GRANULARITY_NS:
+        victim = self.running[task.last_pcpu % self.pcpus]
+        if victim is not None and victim.vruntime + (now - victim.dispatched_at) - task.vruntime > WAKEUP_GRANULARITY_NS:
             self.wake_preemptions += 1
             self._preempt(victim, task)
         else:
@@ -237,16 +246,21 @@ class Host:
 
     # --- time slices ----------------------------------------------------------------
     def _arm_timer(self) -> None:
-        """One timer for the earliest slice end, armed only while someone waits for a pCPU."""
+        """One timer for the earliest slice end, armed only while someone waits for a pCPU.
+
+        A pending timer is never later than a slice end that starts after it was
+        armed, so it stays valid; when it fires it re-arms for the next one.
+        """
+        if self._timer_at >= 0:
+            return
         at = -1
         for cpu in range(self.pcpus):
             if self.running[cpu] is not None and (at < 0 or self.slice_end[cpu] < at):
                 at = self.slice_end[cpu]
         if at < 0:
             return
-        if self._timer_at < 0 or at < self._timer_at:
-            self._timer_at = at
-            self.sim.at(at, self._slice_tick, at)
+        self._timer_at = at
+        self.sim.at(at, self._slice_tick, at)
 
     def _slice_tick(self, at: int) -> None:
         if at != self._timer_at:

@@ -1,0 +1,73 @@
+"""Queries worth starting from (`flushsweep query --examples`); each runs as shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleQuery:
+    title: str
+    sql: str
+
+
+EXAMPLES: tuple[ExampleQuery, ...] = (
+    ExampleQuery(
+        "PV benefit per vCPU count and overcommit (>1 means PV flush is faster than its baseline)",
+        """SELECT vcpus, overcommit, flush_mode, count(*) AS pairs,
+       round(median(benefit_real), 3) AS benefit_real,
+       round(median(benefit_sys), 3) AS benefit_sys,
+       round(median(benefit_p99), 3) AS benefit_p99
+FROM paired
+WHERE outcome = 'ok' AND base_outcome = 'ok'
+GROUP BY vcpus, overcommit, flush_mode
+ORDER BY vcpus, overcommit, flush_mode""",
+    ),
+    ExampleQuery(
+        "Worst p99 shootdown latency: the ten slowest configurations",
+        """SELECT run_id, sweep, vcpus, pcpus, topology, flush_mode, hv_semantics, workload,
+       round(lat_p99_us, 1) AS lat_p99_us, round(real_s, 3) AS real_s
+FROM results
+WHERE outcome = 'ok'
+ORDER BY lat_p99_us DESC
+LIMIT 10""",
+    ),
+    ExampleQuery(
+        "Crashed configurations: which guests bugchecked, where, and why",
+        """SELECT guest_os, vcpus, topology, flush_mode, hv_semantics, crash_reason, count(*) AS crashes
+FROM results
+WHERE outcome = 'crash'
+GROUP BY guest_os, vcpus, topology, flush_mode, hv_semantics, crash_reason
+ORDER BY crashes DESC""",
+    ),
+    ExampleQuery(
+        "Progress of every sweep (a run shared by two sweeps counts in both)",
+        """SELECT l.sweep, r.status, count(*) AS runs
+FROM sweep_runs l JOIN runs r USING (run_id)
+GROUP BY l.sweep, r.status
+ORDER BY l.sweep, r.status""",
+    ),
+    ExampleQuery(
+        "Runs that failed for good, with their last error",
+        """SELECT run_id, attempts, node, error
+FROM runs
+WHERE status = 'failed'
+ORDER BY finished DESC""",
+    ),
+    ExampleQuery(
+        "One sweep's paired results (including runs another sweep computed)",
+        """SELECT vcpus, pcpus, round(avg(benefit_real), 3) AS benefit_real
+FROM paired
+WHERE run_id IN (SELECT run_id FROM sweep_runs WHERE sweep = 'my-sweep')
+GROUP BY vcpus, pcpus
+ORDER BY vcpus, pcpus""",
+    ),
+)
+
+
+def format_examples() -> str:
+    blocks = [f"-- {e.title}\n{e.sql};" for e in EXAMPLES]
+    return "\n\n".join(blocks) + "\n"
+
+
+__all__ = ["EXAMPLES", "ExampleQuery", "format_examples"]

@@ -1,0 +1,173 @@
+"""RayExecutor: batches of runs as Ray tasks, on an embedded local Ray or a cluster.
+
+Workers get the project on their ``PYTHONPATH`` (the repo on a shared or the
+same disk: a laptop, a loopback cluster, NFS) or, with ``ship_code=True``, as a
+Ray ``working_dir`` upload. A worker or node that dies has its tasks retried by
+Ray (``max_retries``); a task lost beyond that comes back as a Completion with
+an error, and the controller retries its runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from pathlib import Path
+from typing import Any, Sequence
+
+from sweep._executor import Completion, Executor
+from sweep._task import RunOutcome, RunTask, execute_batch
+
+#: The repository root: what workers need on their path (workers/, sweep/, configs/profiles).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Not shipped with ``ship_code``: environments, results, caches.
+SHIP_EXCLUDES = [".venv", ".git", "flushsweep-data", "**/__pycache__", ".pytest_cache", ".hypothesis", "*.parquet", "*.db", "build", "dist"]
+
+
+def _ray_batch(tasks: Sequence[RunTask]) -> list[RunOutcome]:
+    """The Ray task: record which node ran the batch, then run it."""
+    import ray
+
+    return execute_batch(tasks, ray.get_runtime_context().get_node_id())
+
+
+class RayExecutor(Executor):
+    """Runs batches as Ray tasks.
+
+    Args:
+        address: None starts an embedded local Ray with ``workers`` CPUs;
+            ``"auto"`` or ``"ray://host:port"`` / ``"host:port"`` joins a cluster.
+        workers: concurrent batches (default: the CPUs of the local machine or of the cluster).
+        max_retries: Ray retries of a task whose worker process or node died.
+        ship_code: upload the project as a ``working_dir`` instead of relying on a shared disk.
+        object_store_mb: object store size of an embedded Ray (results are small).
+
+    Example:
+        >>> with RayExecutor(workers=2) as ex:  # doctest: +SKIP
+        ...     ticket = ex.submit([RunTask(run_id, config)])
+        ...     ex.wait(timeout=10.0)
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        workers: int | None = None,
+        max_retries: int = 3,
+        ship_code: bool = False,
+        object_store_mb: int = 100,
+    ) -> None:
+        import ray
+
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            kwargs: dict[str, Any] = dict(runtime_env=worker_runtime_env(ship_code), logging_level="warning", log_to_driver=False)
+            if address is None:  # "local": a new embedded Ray even if RAY_ADDRESS points elsewhere
+                kwargs.update(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, object_store_memory=object_store_mb * 1024 * 1024)
+            else:
+                _check_reachable(address)
+                kwargs.update(address=address)
+            try:
+                ray.init(**kwargs)
+            except Exception as exc:  # unreachable address, wrong token, version mismatch: one line that says what to do
+                raise ClusterError(_join_problem(address, exc)) from None
+        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+        self._workers = max(1, workers or cluster_cpus)
+        self._remote = ray.remote(_ray_batch).options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)
+        self._in_flight: dict[Any, int] = {}
+        self._tickets = itertools.count(1)
+        self.address = address
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def nodes(self) -> list[str]:
+        """Node ids of the live nodes of the cluster."""
+        return [n["NodeID"] for n in self._ray.nodes() if n.get("Alive")]
+
+    def submit(self, tasks: Sequence[RunTask]) -> int:
+        ticket = next(self._tickets)
+        self._in_flight[self._remote.remote(list(tasks))] = ticket
+        return ticket
+
+    def wait(self, timeout: float) -> list[Completion]:
+        if not self._in_flight:
+            return []
+        refs = list(self._in_flight)
+        ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
+        if not ready:
+            return []
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)  # everything else already done too
+        out: list[Completion] = []
+        for ref in ready:
+            ticket = self._in_flight.pop(ref)
+            try:
+                out.append(Completion(ticket, tuple(self._ray.get(ref))))
+            except self._ray.exceptions.RayError as exc:  # worker/node died beyond max_retries, object lost, ...
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                out.append(Completion(ticket, None, f"{type(exc).__name__}: {first}"))
+        return out
+
+    def cancel(self) -> None:
+        for ref in list(self._in_flight):
+            try:
+                self._ray.cancel(ref, force=False)
+            except Exception:  # already finished or its worker is gone: nothing to cancel
+                pass
+        self._in_flight.clear()
+
+    def close(self) -> None:
+        self.cancel()
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+
+    def describe(self) -> str:
+        where = f"cluster {self.address}" if self.address else "embedded local Ray"
+        return f"{where}, {self._workers} workers, {len(self.nodes())} node(s)"
+
+
+class ClusterError(RuntimeError):
+    """Ray could not be started or joined; the message is one line that says what to check."""
+
+
+def _join_problem(address: str | None, exc: BaseException) -> str:
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    if address is None:
+        return f"could not start a local Ray: {first}"
+    hint = "check the address (ray status --address ...) and that the cluster runs the same Ray and Python versions"
+    if "auth" in first.lower() or "token" in first.lower():
+        hint = "the cluster uses token authentication: set RAY_AUTH_MODE=token and the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+    return f"could not join the Ray cluster at {address}: {first[:200]}; {hint}"
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds on a wrong HOST:PORT (Ray itself retries the GCS for minutes)."""
+    text = address.removeprefix("ray://")
+    if text == "auto" or ":" not in text:
+        return
+    host, _, port = text.rpartition(":")
+    if not port.isdigit():
+        raise ClusterError(f"could not join the Ray cluster at {address}: {port!r} is not a port; use HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"could not join the Ray cluster at {address}: {exc.strerror or exc}; is `ray start --head` running there "
+            "(ray status --address HOST:PORT)?"
+        ) from None
+
+
+def worker_runtime_env(ship_code: bool = False) -> dict[str, Any]:
+    """What workers need to import the project and find the driver's cost profiles."""
+    env_vars = {"PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    if os.environ.get("FLUSHSWEEP_PROFILES"):
+        env_vars["FLUSHSWEEP_PROFILES"] = os.environ["FLUSHSWEEP_PROFILES"]
+    if ship_code:
+        env_vars.pop("PYTHONPATH")
+        return {"working_dir": str(PROJECT_ROOT), "excludes": SHIP_EXCLUDES, "env_vars": env_vars}
+    return {"env_vars": env_vars}
+
+
+__all__ = ["ClusterError", "PROJECT_ROOT", "RayExecutor", "worker_runtime_env"]

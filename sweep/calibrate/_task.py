@@ -1,0 +1,76 @@
+"""Runs under candidate profiles: the constants travel with the task.
+
+A candidate profile exists only inside a fit (no YAML file on any worker), so a
+CandidateTask carries its cost constants and ``execute_candidate_batch`` hands
+them to ``sweep._task.execute_run`` through its per-batch profile cache: the run
+is checked against its run_id and turned into a result row exactly like a sweep
+run. Any Executor runs these batches: ``InProcessExecutor(batch=execute_candidate_batch)``
+or ``CandidateRayExecutor``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from sweep._task import RunOutcome, RunTask, execute_run
+from workers import CostProfile, RunConfig, profile_from_mapping, run_key
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateTask(RunTask):
+    """A RunTask whose config names a candidate profile, with that profile's constants (ns)."""
+
+    costs: Mapping[str, float] = field(default_factory=dict)
+
+
+def candidate_task(config: RunConfig, profile: CostProfile) -> CandidateTask:
+    """The task that simulates ``config`` under ``profile`` (the config's ``profile`` becomes the candidate's name)."""
+    cfg = config.replace(profile=profile.name)
+    costs = {k: v for k, v in profile.to_dict().items() if k != "name"}
+    return CandidateTask(run_key(cfg, profile), cfg.to_dict(), None, costs=costs)
+
+
+def execute_candidate_batch(tasks: Sequence[RunTask], node: str) -> list[RunOutcome]:
+    """The batch function for candidate runs: like ``execute_batch``, profiles from the tasks instead of YAML."""
+    out: list[RunOutcome] = []
+    for task in tasks:
+        costs = getattr(task, "costs", None)
+        profiles: dict[str, Any] = {}
+        if costs:  # a plain RunTask falls through to loading its profile by name
+            name = str(task.config.get("profile", "candidate"))
+            try:
+                profiles[name] = profile_from_mapping({"name": name, "costs": dict(costs)}, source=f"candidate profile {name}")
+            except Exception:
+                out.append(RunOutcome(task.run_id, None, traceback.format_exc(), node, 0.0))
+                continue
+        out.append(execute_run(task, node, profiles))
+    return out
+
+
+def _ray_candidate_batch(tasks: Sequence[RunTask]) -> list[RunOutcome]:
+    """The Ray task: record which node ran the batch, then run it."""
+    import ray
+
+    return execute_candidate_batch(tasks, ray.get_runtime_context().get_node_id())
+
+
+def make_candidate_ray_executor(**kwargs: Any) -> Any:
+    """A ``RayExecutor`` (same arguments) whose tasks run ``execute_candidate_batch``.
+
+    RayExecutor has no ``batch=`` argument yet (InProcessExecutor has), so this
+    subclass swaps the remote function after construction; everything else
+    (start/join, retries, wait, cancel, close) is RayExecutor's own.
+    """
+    from sweep._ray import RayExecutor
+
+    class CandidateRayExecutor(RayExecutor):
+        def __init__(self, *, max_retries: int = 3, **kw: Any) -> None:
+            super().__init__(max_retries=max_retries, **kw)
+            self._remote = self._ray.remote(_ray_candidate_batch).options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)
+
+    return CandidateRayExecutor(**kwargs)
+
+
+__all__ = ["CandidateTask", "candidate_task", "execute_candidate_batch", "make_candidate_ray_executor"]

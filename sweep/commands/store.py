@@ -1,0 +1,79 @@
+"""`flushsweep store check|compact|info`: look after a store's files and manifest.
+
+``check`` verifies every result file against the manifest (size, SHA-256 checksum,
+Parquet footer, runs pointing at it) and reports problems; ``--repair`` moves damaged
+files to ``<store>/quarantine/`` (kept, never deleted) and sends their runs back to
+pending, so `flushsweep resume` recomputes them. ``compact`` merges each sweep's small
+files into large ones, atomically: a crash midway leaves the results as they were.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from storage.cli_options import add_store_args, store_from_args
+from sweep.cli import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("store", help="check, compact or describe the result store", description=__doc__)
+    actions = p.add_subparsers(dest="store_action", metavar="ACTION", required=True)
+
+    check = actions.add_parser("check", help="verify result files against the manifest (checksums)")
+    check.add_argument("--repair", action="store_true",
+                       help="set damaged files aside and requeue their runs; remove files no commit finished")
+    add_store_args(check)
+    check.set_defaults(func=run_check)
+
+    compact = actions.add_parser("compact", help="merge small result files, atomically")
+    compact.add_argument("--target-rows", type=int, default=500_000, metavar="N",
+                         help="rows per merged file (default 500000)")
+    add_store_args(compact)
+    compact.set_defaults(func=run_compact)
+
+    info = actions.add_parser("info", help="where the store is and what it holds")
+    add_store_args(info)
+    info.set_defaults(func=run_info)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    with store_from_args(args) as store:
+        for note in store.repairs:
+            print(f"repaired on open: {note}")
+        problems = store.check(repair=args.repair)
+        summary = store.summary()
+    for line in problems:
+        print(line)
+    files, rows = summary["files"], summary["rows"]
+    if not problems:
+        print(f"ok: {files} result file(s), {rows} row(s) match the manifest")
+        return 0
+    if args.repair:
+        print(f"repaired {len(problems)} problem(s); `flushsweep resume SWEEP` recomputes requeued runs")
+        return 0
+    print(f"{len(problems)} problem(s); `flushsweep store check --repair` fixes what it can")
+    return 1
+
+
+def run_compact(args: argparse.Namespace) -> int:
+    if args.target_rows < 2:
+        raise UsageError(f"--target-rows: must be >= 2, got {args.target_rows}")
+    with store_from_args(args) as store:
+        before = store.summary()["files"]
+        removed = store.compact(target_rows=args.target_rows)
+        after = store.summary()["files"]
+    if removed == 0:
+        print(f"nothing to compact: {before} result file(s)")
+    else:
+        print(f"merged {removed} small file(s): {before} -> {after} result file(s)")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    with store_from_args(args, readonly=True) as store:
+        summary = store.summary()
+    runs = summary.pop("runs")
+    for key, value in summary.items():
+        print(f"{key:24} {value}")
+    print(f"{'runs':24} " + (", ".join(f"{k} {v}" for k, v in sorted(runs.items())) or "none"))
+    return 0

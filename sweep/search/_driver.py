@@ -1,0 +1,466 @@
+"""SearchController: ask/tell with ``parallel`` trials in flight, one event per step, no batch barrier.
+
+Each step: look for a stop, keep the in-flight trials alive (and recover those
+of dead drivers), ask for trials until ``parallel`` are in flight, take the runs
+that finished, and tell every trial whose runs are all in. A trial's runs that
+are already stored are read, not simulated; the others go to the executor, one
+task per run, so the runs of several trials share the workers. A trial's new
+rows are committed to the store before the trial is told, so a told trial's
+runs are always stored; a driver that dies leaves at most uncommitted rows
+(simulated again on resume) and trials that the next driver re-queues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Literal
+
+from sweep._executor import Completion, Executor
+from sweep._progress import Progress, ProgressState
+from sweep._spec import Impossible
+from sweep._task import RunTask
+from sweep.search._cache import RunCache
+from sweep.search._optuna import BaseSearch, Proposal
+from sweep.search._spec import SearchSpec
+from sweep.search._trial import Evaluation, RunKey, TrialPlan, evaluate, impossible, plan_trial
+
+TrialStatus = Literal["running", "ready", "told"]
+StopReason = Literal["interrupted", "cancelled"]
+
+_TRANSITIONS: dict[TrialStatus, tuple[TrialStatus, ...]] = {
+    "running": ("ready", "told"),
+    "ready": ("told",),
+    "told": (),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """How a search executes.
+
+    Args:
+        max_attempts: tries per run before it (and every trial that needs it) fails.
+        poll_s: longest wait for a run; also how quickly a stop request is noticed.
+        commit_interval_s: commit finished runs at least this often, even if no trial needs them yet.
+        cancel_check_s: how often to look for ``flushsweep cancel`` in the store.
+    """
+
+    max_attempts: int = 3
+    poll_s: float = 0.2
+    commit_interval_s: float = 5.0
+    cancel_check_s: float = 2.0
+
+
+@dataclass(slots=True)
+class _Trial:
+    proposal: Proposal
+    plan: TrialPlan
+    waiting: set[str]
+    status: TrialStatus = "running"
+    failure: str | None = None
+
+
+@dataclass(slots=True)
+class _Run:
+    task: RunTask
+    waiters: set[int]
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchReport:
+    """How a session of a search ended, and what it cost.
+
+    ``overhead_s`` splits the driver's own time: ``sampler`` (ask, including
+    the sampler and the study's writes), ``study`` (tell, heartbeats), ``store``
+    (run registration and commits), ``plan`` (run ids and scoring).
+    """
+
+    search: str
+    status: str
+    told: Counter[str]
+    seeded: int
+    runs_simulated: int
+    runs_reused: int
+    runs_failed: int
+    recovered: int
+    elapsed_s: float
+    simulation_s: float
+    overhead_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def trials(self) -> int:
+        return sum(self.told.values())
+
+    def overhead_per_trial_s(self) -> float:
+        return sum(self.overhead_s.values()) / max(1, self.trials)
+
+    def simulation_per_trial_s(self) -> float:
+        return self.simulation_s / max(1, self.trials)
+
+
+class SearchController:
+    """Runs a search: trials from ``search``, runs on ``executor``, results into ``store``.
+
+    Args:
+        store: the ResultStore; the search's sweep record (kind "search") must exist.
+        spec: the search spec.
+        search: the strategy (``OptunaSearch``).
+        executor: an Executor, or a factory called at the first run to simulate
+            (a search whose runs are all stored never starts Ray).
+        cache: finished runs' metrics (prefetched from the store).
+        run_key: how run_ids are computed.
+        options: SearchOptions.
+        progress: where progress goes (None: nowhere).
+        heartbeat_s: how often in-flight trials are marked alive (and dead drivers' trials looked for).
+        until: stop asking once a told trial satisfies this (e.g. a target value reached);
+            the trials in flight still finish.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Any,
+        spec: SearchSpec,
+        search: BaseSearch,
+        executor: Executor | Callable[[], Executor],
+        cache: RunCache,
+        run_key: RunKey,
+        options: SearchOptions = SearchOptions(),
+        progress: Progress | None = None,
+        heartbeat_s: float = 10.0,
+        until: Callable[[Evaluation], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.spec = spec
+        self.search = search
+        self.cache = cache
+        self.run_key = run_key
+        self.options = options
+        self.progress = progress
+        self.heartbeat_s = heartbeat_s
+        self.until = until
+        self._reached = False
+        self._clock = clock
+        self._executor_or_factory = executor
+        self._executor: Executor | None = executor if isinstance(executor, Executor) else None
+        self._trials: dict[int, _Trial] = {}
+        self._runs: dict[str, _Run] = {}
+        self._tickets: dict[int, str] = {}
+        self._buffer: list[dict[str, Any]] = []
+        self._buffer_since: float | None = None
+        self._uncommitted: set[str] = set()
+        self._told: Counter[str] = Counter()
+        self._seeded = 0
+        self._simulated = 0
+        self._reused = 0
+        self._runs_failed = 0
+        self._recovered = 0
+        self._simulation_s = 0.0
+        self._timers: Counter[str] = Counter()
+        self._stop: StopReason | None = None
+        self._endgame = False
+        self._start = clock()
+        self._last_beat = clock()
+        self._last_cancel_check = clock()
+        self._counted = 0
+
+    # --- public -----------------------------------------------------------------
+    def request_stop(self, reason: StopReason = "interrupted") -> None:
+        """Stop asking; in-flight trials are re-queued for the next session. Safe from a signal handler."""
+        if self._stop is None:
+            self._stop = reason
+
+    def finished(self) -> bool:
+        """Stopped, or past the budget with nothing of the study left queued or running."""
+        if self._stop is not None:
+            return True
+        return not self._trials and self._endgame and self._nothing_left()
+
+    def run(self) -> SearchReport:
+        """Step until the trial budget is spent (and no trial of the study is left queued or running).
+
+        Raises:
+            Whatever a step raised (e.g. StoreError), after re-queuing in-flight trials.
+        """
+        try:
+            with self._timed("study"):
+                self._counted = self.search.counted()
+            while not self.finished():
+                self.step()
+        except KeyboardInterrupt:
+            self.request_stop("interrupted")
+        except BaseException:
+            self.request_stop("interrupted")
+            with contextlib.suppress(Exception):  # the store may be what failed: report the original error
+                self._shutdown()
+            raise
+        self._shutdown()
+        return self.report()
+
+    def step(self) -> None:
+        """One round: stop?, heartbeat, ask, collect finished runs, tell ready trials, show progress."""
+        self._check_stop()
+        self._keep_alive()
+        if self._stop is None:
+            self._ask()
+        self._collect()
+        self._finish()
+        self._show()
+
+    def report(self) -> SearchReport:
+        return SearchReport(
+            search=self.spec.name, status=self._stop or "done", told=Counter(self._told), seeded=self._seeded,
+            runs_simulated=self._simulated, runs_reused=self._reused, runs_failed=self._runs_failed,
+            recovered=self._recovered, elapsed_s=self._clock() - self._start, simulation_s=self._simulation_s,
+            overhead_s=dict(self._timers),
+        )
+
+    def state(self) -> ProgressState:
+        done = self._told["complete"] + self._told["infeasible"]
+        failed = self._told["failed"] + self._told["impossible"]
+        return ProgressState(
+            total=max(self.spec.trials, self._counted + len(self._trials)), skipped=self._counted - done - failed,
+            done=done, failed=failed, retried=self._recovered, in_flight=len(self._trials),
+        )
+
+    # --- phases -----------------------------------------------------------------
+    def _check_stop(self) -> None:
+        now = self._clock()
+        if self._stop is None and now - self._last_cancel_check >= self.options.cancel_check_s:
+            self._last_cancel_check = now
+            record = self.store.find_sweep(self.spec.name)
+            if record is not None and record.status == "cancelled":
+                self.request_stop("cancelled")
+
+    def _keep_alive(self) -> None:
+        now = self._clock()
+        if now - self._last_beat < self.heartbeat_s:
+            return
+        self._last_beat = now
+        with self._timed("study"):
+            self.search.keep_alive([t.proposal for t in self._trials.values()])
+            self._recovered += self.search.recover(self._trials)
+
+    def _ask(self) -> None:
+        fresh: list[_Trial] = []
+        while len(self._trials) < self.spec.parallel:
+            in_flight = sum(1 for t in self._trials.values() if t.proposal.seeded_from is None)
+            if self._reached:
+                self._endgame = True
+                break
+            if self._counted + in_flight >= self.spec.trials:
+                self._endgame = True
+                with self._timed("study"):
+                    if not self.search.waiting():  # seeds and retries are asked even past the budget
+                        break
+            with self._timed("sampler"):
+                proposal = self.search.ask()
+            trial = self._start_trial(proposal)
+            if trial is not None:
+                fresh.append(trial)
+        self._submit(fresh)
+
+    def _collect(self) -> None:
+        if not self._tickets:
+            return
+        timeout = 0.0 if any(t.status == "ready" for t in self._trials.values()) else self.options.poll_s
+        assert self._executor is not None
+        for completion in self._executor.wait(timeout):
+            self._on_completion(completion)
+
+    def _finish(self) -> None:
+        ready = [t for t in self._trials.values() if t.status == "ready"]
+        due = self._buffer_since is not None and self._clock() - self._buffer_since >= self.options.commit_interval_s
+        if due or any(t.failure is None and self._uncommitted.intersection(t.plan.run_ids) for t in ready):
+            self._commit()
+        for trial in ready:
+            if trial.failure is not None:
+                evaluation = Evaluation("failed", error=trial.failure)
+            else:
+                with self._timed("plan"):
+                    evaluation = evaluate(self.spec, trial.plan, self.cache.rows)
+                self._simulation_s += sum(float(self.cache.rows[r].get("engine_wall_s") or 0.0) for r in trial.plan.run_ids)
+            self._tell(trial, evaluation)
+
+    def _show(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.state())
+
+    # --- trials -----------------------------------------------------------------
+    def _start_trial(self, proposal: Proposal) -> _Trial | None:
+        """Plan the trial's runs; returns it if it must wait for runs, None if it was told at once."""
+        try:
+            with self._timed("plan"):
+                plan = plan_trial(self.spec, proposal.params, self.run_key)
+        except Impossible as exc:
+            with self._timed("study"):
+                self.search.tell(proposal, impossible(exc))
+            self._count(proposal, "impossible")
+            return None
+        with self._timed("study"):
+            self.search.started(proposal, plan)
+        waiting = {rid for rid in plan.run_ids if rid not in self.cache}
+        self._reused += len(plan.run_ids) - len(waiting)
+        trial = _Trial(proposal, plan, waiting, "running" if waiting else "ready")
+        self._trials[proposal.number] = trial
+        return trial
+
+    def _tell(self, trial: _Trial, evaluation: Evaluation) -> None:
+        with self._timed("study"):
+            self.search.tell(trial.proposal, evaluation)
+        self._set_status(trial, "told")
+        del self._trials[trial.proposal.number]
+        for rid in trial.waiting:  # a failed trial stops waiting; its other runs still finish and are stored
+            run = self._runs.get(rid)
+            if run is not None:
+                run.waiters.discard(trial.proposal.number)
+        if self.until is not None and trial.proposal.seeded_from is None and self.until(evaluation):
+            self._reached = True
+        kind = evaluation.state
+        if kind == "complete" and not evaluation.feasible:
+            kind = "infeasible"
+        self._count(trial.proposal, kind)
+
+    def _count(self, proposal: Proposal, kind: str) -> None:
+        if proposal.seeded_from is not None:
+            self._seeded += 1
+            return
+        self._told[kind] += 1
+        self._counted += 1
+
+    def _nothing_left(self) -> bool:
+        """Past the budget: wait for queued trials and for trials another (or a dead) driver holds."""
+        if self._reached:
+            return True
+        with self._timed("study"):
+            if self.search.waiting():
+                return False
+            if self.search.running_elsewhere(self._trials):
+                self._counted = self.search.counted()
+                time.sleep(min(self.options.poll_s, 1.0))
+                self._keep_alive()
+                return False
+        return True
+
+    # --- runs -------------------------------------------------------------------
+    def _submit(self, trials: list[_Trial]) -> None:
+        """Register the new trials' runs with the store and send the ones nobody is computing yet."""
+        if not trials:
+            return
+        from storage import NewRun
+
+        new_runs = {r.run_id: NewRun(r.run_id, r.config.to_dict(), r.baseline_run_id) for t in trials for r in t.plan.runs}
+        tasks: list[RunTask] = []
+        for trial in trials:
+            for r in trial.plan.runs:
+                if r.run_id not in trial.waiting:
+                    continue
+                run = self._runs.get(r.run_id)
+                if run is None:
+                    run = self._runs[r.run_id] = _Run(RunTask(r.run_id, r.config.to_dict(), r.baseline_run_id), set())
+                    tasks.append(run.task)
+                run.waiters.add(trial.proposal.number)
+        with self._timed("store"):
+            self.store.add_runs(self.spec.name, list(new_runs.values()))
+            if tasks:
+                self.store.mark_running([t.run_id for t in tasks])
+        for task in tasks:
+            self._send(task)
+
+    def _send(self, task: RunTask) -> None:
+        if self._executor is None:
+            self._executor = self._executor_or_factory()  # type: ignore[operator]
+        self._runs[task.run_id].attempts += 1
+        self._tickets[self._executor.submit([task])] = task.run_id
+
+    def _on_completion(self, completion: Completion) -> None:
+        rid = self._tickets.pop(completion.ticket, None)
+        if rid is None:
+            return
+        outcome = completion.outcomes[0] if completion.outcomes else None
+        if outcome is not None and outcome.ok:
+            assert outcome.row is not None
+            run = self._runs.pop(rid)
+            self.cache.add(outcome.row)
+            self._buffer.append(outcome.row)
+            self._uncommitted.add(rid)
+            self._buffer_since = self._buffer_since or self._clock()
+            self._simulated += 1
+            for number in run.waiters:
+                trial = self._trials[number]
+                trial.waiting.discard(rid)
+                if not trial.waiting and trial.status == "running":
+                    self._set_status(trial, "ready")
+            return
+        error = (outcome.error if outcome is not None else None) or f"task lost: {completion.error}"
+        self._on_failure(rid, error, outcome.node if outcome is not None else None)
+
+    def _on_failure(self, rid: str, error: str, node: str | None) -> None:
+        run = self._runs[rid]
+        final = run.attempts >= self.options.max_attempts
+        with self._timed("store"):
+            self.store.record_failure(rid, error, node=node, final=final)
+        if not final:
+            with self._timed("store"):
+                self.store.mark_running([rid])
+            self._send(run.task)
+            return
+        self._runs_failed += 1
+        del self._runs[rid]
+        summary = next((ln.strip() for ln in reversed(error.strip().splitlines()) if ln.strip()), "unknown error")
+        for number in run.waiters:
+            trial = self._trials[number]
+            if trial.failure is None:
+                trial.failure = f"run {rid} failed {run.attempts} times: {summary}"
+            if trial.status == "running":
+                self._set_status(trial, "ready")
+
+    def _commit(self) -> None:
+        if not self._buffer:
+            return
+        rows, self._buffer, self._buffer_since = self._buffer, [], None
+        with self._timed("store"):
+            self.store.commit_results(self.spec.name, rows)
+        self._uncommitted.clear()
+
+    # --- helpers ----------------------------------------------------------------
+    def _set_status(self, trial: _Trial, new: TrialStatus) -> None:
+        assert new in _TRANSITIONS[trial.status], f"trial {trial.proposal.number}: {trial.status} -> {new}"
+        trial.status = new
+
+    @contextlib.contextmanager
+    def _timed(self, what: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._timers[what] += time.perf_counter() - t0
+
+    def _shutdown(self) -> None:
+        """Drop in-flight runs, commit what finished, re-queue unfinished trials, mark the search."""
+        if self._tickets and self._executor is not None:
+            self._executor.cancel()
+            self._tickets.clear()
+        self._commit()
+        for trial in list(self._trials.values()):
+            with self._timed("study"):
+                self.search.abandon(trial.proposal, self._stop or "interrupted")
+            del self._trials[trial.proposal.number]
+        if self._runs:
+            self.store.requeue(self.spec.name)  # running -> pending: the next session simulates them
+            self._runs.clear()
+        if self._stop != "cancelled":
+            self.store.set_sweep_status(self.spec.name, self._stop or "done")
+        if self._executor is not None and not isinstance(self._executor_or_factory, Executor):
+            self._executor.close()
+        if self.progress is not None:
+            self.progress.update(self.state(), force=True)
+            self.progress.close()
+
+
+__all__ = ["SearchController", "SearchOptions", "SearchReport"]

@@ -1,0 +1,362 @@
+"""The search strategy: ``BaseSearch`` (what the driver needs) and its Optuna implementation.
+
+The study lives in the store's SQL database (Optuna ``RDBStorage`` on
+``store.db_url``), so ``optuna-dashboard <db-url>`` shows it and a search
+resumes by name. Trials are driven by ask/tell; a driver keeps a heartbeat on
+each trial it has in flight, and a trial whose driver died (heartbeat older than
+the grace period, or none at all) is failed and re-queued with the same
+parameters, so no trial stays RUNNING once a driver is started again.
+
+User attributes of a trial (visible in the dashboard):
+``runs`` ({"pv": [run_id, ...], "native": [...]}, by replicate), ``outcome``,
+``feasible`` (when there are constraints), ``error`` (why it failed or is
+impossible), ``seeded_from`` (a sweep whose results it was fed from),
+``stopped`` (the driver stopped while it ran; a retry was queued).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import copy
+import datetime as dt
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+
+from sweep.search._spec import SAMPLERS, SearchSpec
+from sweep.search._trial import Evaluation, TrialPlan
+
+if TYPE_CHECKING:
+    import optuna
+
+#: Times a trial left behind by a dead driver is re-queued before it is given up.
+MAX_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A configuration to evaluate: the trial's number and parameters (``handle`` is the strategy's own)."""
+
+    number: int
+    params: Mapping[str, Any]
+    seeded_from: str | None = None
+    handle: Any = None
+
+
+class BaseSearch(abc.ABC):
+    """Proposes configurations and learns from their scores; never runs or stores a run.
+
+    Contract: every proposal ``ask`` returns is finished exactly once, by
+    ``tell`` or ``abandon``. ``counted`` is what the trial budget is measured
+    against: finished trials that were evaluated (seeded ones excluded).
+    The hooks default to doing nothing.
+    """
+
+    @abc.abstractmethod
+    def ask(self) -> Proposal:
+        """The next configuration (trials queued by ``enqueue`` or a retry come first)."""
+
+    @abc.abstractmethod
+    def tell(self, proposal: Proposal, evaluation: Evaluation) -> None:
+        """Record a finished trial: complete, failed, or impossible."""
+
+    @abc.abstractmethod
+    def counted(self) -> int:
+        """Trials evaluated so far by any driver (complete, failed or impossible; not seeded)."""
+
+    def waiting(self) -> int:
+        """Trials queued but not yet asked (seeds and retries)."""
+        return 0
+
+    def running_elsewhere(self, mine: Iterable[int]) -> int:
+        """Trials in flight that are not in ``mine`` (another driver's, or a dead one's not yet detected)."""
+        return 0
+
+    def started(self, proposal: Proposal, plan: TrialPlan) -> None:
+        """The trial's runs are known (record them with the trial)."""
+
+    def keep_alive(self, proposals: Sequence[Proposal]) -> None:
+        """The driver is alive and still evaluating these."""
+
+    def recover(self, mine: Iterable[int] = ()) -> int:
+        """Fail and re-queue trials whose driver died; returns how many."""
+        return 0
+
+    def enqueue(self, params: Sequence[Mapping[str, Any]], *, seeded_from: str) -> int:
+        """Queue configurations to be asked first; returns how many were new to the study."""
+        return 0
+
+    def abandon(self, proposal: Proposal, reason: str) -> None:
+        """The driver stops before ``proposal`` is evaluated."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def make_sampler(spec: SearchSpec) -> "optuna.samplers.BaseSampler":
+    """The spec's sampler, seeded; TPE uses the constant liar so parallel trials spread out.
+
+    Raises:
+        SpecError: a sampler option of the wrong type or value (``file:line: sampler.key: ...``).
+    """
+    import optuna
+
+    name, options = spec.sampler.name, dict(spec.sampler.options)
+    cls = getattr(optuna.samplers, SAMPLERS[name])
+    if name == "tpe":
+        options.setdefault("constant_liar", True)
+    args: dict[str, Any] = {"seed": spec.seed, **options}
+    if name == "grid":
+        args["search_space"] = spec.space.grid()
+        cls = _ask_tell_grid(cls)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**args)
+    except (TypeError, ValueError) as exc:
+        key = next((k for k in options if k in str(exc)), None)
+        path = ("sampler", key) if key else ("sampler",)
+        raise spec.error(path, f"{SAMPLERS[name]} refused it: {str(exc).splitlines()[0]}") from None
+
+
+def _ask_tell_grid(grid_sampler: type) -> type:
+    """GridSampler without its end-of-grid ``study.stop()``, which Optuna allows only inside ``optimize``;
+    the driver stops by its trial budget instead (capped to the grid's size)."""
+
+    class AskTellGridSampler(grid_sampler):  # type: ignore[misc, valid-type]
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            pass
+
+    return AskTellGridSampler
+
+
+class OptunaSearch(BaseSearch):
+    """``BaseSearch`` on an Optuna study named after the spec, in the database at ``url``.
+
+    Args:
+        spec: the search spec (study name, objectives, space, sampler).
+        url: SQLAlchemy URL of the database (the store's ``db_url``).
+        heartbeat_s: how often in-flight trials are marked alive; a trial not
+            marked for three times this long belongs to a dead driver.
+        sampler: overrides the spec's sampler (tests, benchmarks).
+
+    Raises:
+        SpecError: the study exists with other objectives or directions.
+
+    Example:
+        >>> search = OptunaSearch(spec, url=store.db_url)          # doctest: +SKIP
+        >>> p = search.ask(); search.tell(p, evaluation)           # doctest: +SKIP
+    """
+
+    def __init__(self, spec: SearchSpec, *, url: str, heartbeat_s: int = 10, sampler: Any = None) -> None:
+        import optuna
+
+        self.spec = spec
+        self.heartbeat_s = int(heartbeat_s)
+        self.grace_s = 3 * self.heartbeat_s
+        with _quiet():
+            self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+        self.storage = self._open_storage(url)
+        self.study = optuna.create_study(
+            study_name=spec.name, storage=self.storage, sampler=sampler or make_sampler(spec),
+            directions=spec.directions, load_if_exists=True,
+        )
+        self._check_objectives()
+        self._distributions = spec.space.distributions()
+
+    def _open_storage(self, url: str) -> Any:
+        """Optuna's RDBStorage; a second try when another process created Optuna's tables at the same moment."""
+        import optuna
+        import sqlalchemy.exc
+
+        for attempt in range(3):
+            try:
+                with _quiet():
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=self.heartbeat_s,
+                        grace_period=self.grace_s, heartbeat_stale_trial_callback=self._retry,
+                    )
+            except sqlalchemy.exc.IntegrityError:  # both stamped Optuna's schema version: the other one won
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    def _check_objectives(self) -> None:
+        stored = [d.name.lower() for d in self.study.directions]
+        if stored != self.spec.directions:
+            raise self.spec.error(
+                ("objectives",),
+                f"study {self.spec.name!r} was created with directions {stored}, the spec asks for "
+                f"{self.spec.directions}; give the search a new name to change its objectives",
+            )
+        names = self.study.metric_names
+        if names is None:
+            with _quiet():
+                self.study.set_metric_names(self.spec.objective_names)
+        elif list(names) != self.spec.objective_names:
+            raise self.spec.error(
+                ("objectives",),
+                f"study {self.spec.name!r} optimises {list(names)}, the spec {self.spec.objective_names}; "
+                "give the search a new name to change its objectives",
+            )
+
+    # --- BaseSearch ------------------------------------------------------------------
+    def ask(self) -> Proposal:
+        with _quiet():  # "heartbeat is supposed to be used with optimize": this driver records it itself
+            trial = self.study.ask(fixed_distributions=self._distributions)
+        self.storage.record_heartbeat(trial._trial_id)
+        seeded = trial.user_attrs.get("seeded_from")
+        return Proposal(trial.number, dict(trial.params), seeded, trial)
+
+    def tell(self, proposal: Proposal, evaluation: Evaluation) -> None:
+        from optuna.trial import TrialState
+
+        trial = proposal.handle
+        attrs: dict[str, Any] = {}
+        if evaluation.outcome:
+            attrs["outcome"] = evaluation.outcome
+        if self.spec.constraints and evaluation.constraints:
+            attrs["feasible"] = evaluation.feasible
+        if evaluation.error:
+            attrs["error"] = evaluation.error
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        for name, value in evaluation.constraints.items():
+            trial.set_constraint(name, value)
+        if evaluation.state == "complete":
+            self.study.tell(trial, list(evaluation.values))
+        else:
+            state = TrialState.PRUNED if evaluation.state == "impossible" else TrialState.FAIL
+            self.study.tell(trial, state=state)
+
+    def counted(self) -> int:
+        from optuna.trial import TrialState
+
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+        return sum(
+            1 for t in done
+            if "seeded_from" not in t.user_attrs and (t.state == TrialState.COMPLETE or "error" in t.user_attrs)
+        )
+
+    def waiting(self) -> int:
+        from optuna.trial import TrialState
+
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def running_elsewhere(self, mine: Iterable[int]) -> int:
+        from optuna.trial import TrialState
+
+        own = set(mine)
+        return sum(1 for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number not in own)
+
+    def started(self, proposal: Proposal, plan: TrialPlan) -> None:
+        proposal.handle.set_user_attr("runs", plan.run_map())
+
+    def keep_alive(self, proposals: Sequence[Proposal]) -> None:
+        for p in proposals:
+            self.storage.record_heartbeat(p.handle._trial_id)
+
+    def recover(self, mine: Iterable[int] = ()) -> int:
+        """Fail and re-queue stale trials: heartbeat too old (Optuna's check) or never recorded.
+
+        A trial with no heartbeat at all is one whose driver died between
+        creating it and marking it alive (while the sampler ran); it is stale
+        once it started longer ago than the grace period.
+        """
+        import optuna
+        from optuna.trial import TrialState
+
+        own = set(mine)
+        before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))} - own
+        if not before:
+            return 0
+        with _quiet():
+            optuna.storages.fail_stale_trials(self.study)
+        for trial_id in self._never_alive():
+            try:
+                if self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                    self._retry(self.study, copy.deepcopy(self.storage.get_trial(trial_id)))
+            except optuna.exceptions.UpdateFinishedTrialError:  # another driver got there first
+                pass
+        after = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        return len(before - after)
+
+    def _never_alive(self) -> list[int]:
+        from optuna.storages._rdb import models  # no public API lists trials without a heartbeat
+        from optuna.trial import TrialState
+
+        session = self.storage.scoped_session()
+        try:
+            study_id = self.study._study_id
+            running = (
+                session.query(models.TrialModel)
+                .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
+                .all()
+            )
+            limit = dt.datetime.now() - dt.timedelta(seconds=self.grace_s)  # Optuna stamps datetime_start with now()
+            return [t.trial_id for t in running if not t.heartbeats and t.datetime_start is not None and t.datetime_start < limit]
+        finally:
+            self.storage.scoped_session.remove()
+
+    def enqueue(self, params: Sequence[Mapping[str, Any]], *, seeded_from: str) -> int:
+        """Queue each configuration once: one already in the study (any state) is skipped."""
+        known = {_params_key(t.system_attrs.get("fixed_params", t.params)) for t in self.study.get_trials(deepcopy=False)}
+        added = 0
+        for p in params:
+            key = _params_key(p)
+            if key in known:
+                continue
+            known.add(key)
+            self.study.enqueue_trial(dict(p), user_attrs={"seeded_from": seeded_from})
+            added += 1
+        return added
+
+    def abandon(self, proposal: Proposal, reason: str) -> None:
+        """Fail the trial (it was not evaluated) and queue a retry with the same parameters."""
+        import optuna
+        from optuna.trial import TrialState
+
+        trial = proposal.handle
+        try:
+            trial.set_user_attr("stopped", reason)
+            frozen = self.study.tell(trial, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale by another driver meanwhile
+            return
+        retry = copy.deepcopy(frozen)
+        retry.user_attrs.pop("stopped", None)  # the retry is a fresh attempt; only the failed trial says why
+        self._retry(self.study, retry)
+
+    def close(self) -> None:
+        self.storage.remove_session()
+        self.storage.engine.dispose()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Optuna's experimental and heartbeat notices: features this module uses on purpose."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+        yield
+
+
+def _params_key(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in params.items()))
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """Wait for a busy SQLite file (the store writes to it too); fail fast on an unreachable server."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    if url.startswith("postgresql"):
+        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    return {}
+
+
+__all__ = ["BaseSearch", "MAX_RETRIES", "OptunaSearch", "Proposal", "make_sampler"]

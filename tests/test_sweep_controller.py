@@ -1,0 +1,208 @@
+"""The sweep controller on the in-process executor: real simulation, real SQLite store, no Ray."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+
+from sweep import (
+    InProcessExecutor,
+    Progress,
+    RunOptions,
+    RunTask,
+    execute_batch,
+    execute_sweep,
+    expand,
+    parse_spec,
+    start_sweep,
+)
+from sweep_fixtures import profile_dir, sweep_store  # noqa: F401 - fixtures
+
+CHEAP = "{workload: cpu-bound, vcpus: 4, pcpus: 2, threads: 2, duration_s: 0.01}"
+SPEC = f"""
+name: ctl
+base: {CHEAP}
+axes:
+  vcpus: [2, 4]
+  flush_mode: [native, hyperv-pv]
+replicates: 3
+compare: {{field: flush_mode, baseline: native, baseline_overrides: {{enlightenments: false}}}}
+"""
+
+
+def plan(store: Any, text: str = SPEC):
+    spec = parse_spec(text)
+    exp = expand(spec)
+    start_sweep(store, spec, exp)
+    return spec, exp
+
+
+def stored_ids(store: Any, sweep: str) -> list[str]:
+    return store.results(sweep=sweep).column("run_id").to_pylist()
+
+
+class Recorder:
+    """The real batch function, remembering batch sizes (to see batching) and optionally acting after N batches."""
+
+    def __init__(self, after: int | None = None, action: Any = None) -> None:
+        self.sizes: list[int] = []
+        self.after, self.action = after, action
+
+    def __call__(self, tasks: Sequence[RunTask], node: str):
+        self.sizes.append(len(tasks))
+        if self.after is not None and len(self.sizes) == self.after:
+            self.action()
+        return execute_batch(tasks, node)
+
+
+def test_sweep_stores_each_run_once_with_baseline_and_node(sweep_store: Any) -> None:
+    _, exp = plan(sweep_store)
+    report = execute_sweep(sweep_store, "ctl", InProcessExecutor(node="node-a", workers=2), order=[r.run_id for r in exp.runs])
+    assert report.status == "done" and report.complete
+    assert report.done == len(exp.runs) == 12
+    rows = sweep_store.results(sweep="ctl").to_pylist()
+    assert sorted(row["run_id"] for row in rows) == sorted(r.run_id for r in exp.runs)
+    assert {row["node"] for row in rows} == {"node-a"}
+    by_id = {row["run_id"]: row for row in rows}
+    for r in exp.runs:
+        assert by_id[r.run_id]["baseline_run_id"] == r.baseline_run_id
+        assert by_id[r.run_id]["flush_mode"] == r.config.flush_mode
+    assert sweep_store.find_sweep("ctl").status == "done"
+
+
+def test_rerunning_costs_nothing_and_extending_runs_only_new_runs(sweep_store: Any) -> None:
+    _, exp = plan(sweep_store)
+    execute_sweep(sweep_store, "ctl", InProcessExecutor())
+
+    def no_executor_needed():
+        raise AssertionError("nothing is left to run, so no executor may be started")
+
+    again = execute_sweep(sweep_store, "ctl", no_executor_needed)
+    assert (again.status, again.done, again.skipped) == ("done", 0, len(exp.runs))
+
+    _, bigger = plan(sweep_store, SPEC.replace("vcpus: [2, 4]", "vcpus: [2, 4, 8]"))
+    rec = Recorder()
+    report = execute_sweep(sweep_store, "ctl", InProcessExecutor(batch=rec))
+    assert report.done == len(bigger.runs) - len(exp.runs) == sum(rec.sizes) == 6
+    assert report.skipped == len(exp.runs)
+    ids = stored_ids(sweep_store, "ctl")
+    assert len(ids) == len(set(ids)) == len(bigger.runs)
+
+
+def test_a_run_shared_with_another_sweep_is_not_computed_again(sweep_store: Any) -> None:
+    plan(sweep_store)
+    execute_sweep(sweep_store, "ctl", InProcessExecutor())
+    _, other = plan(sweep_store, SPEC.replace("name: ctl", "name: other").replace("vcpus: [2, 4]", "vcpus: [4, 8]"))
+    rec = Recorder()
+    report = execute_sweep(sweep_store, "other", InProcessExecutor(batch=rec))
+    assert report.skipped == 6 and report.done == 6 and sum(rec.sizes) == 6
+    assert sorted(stored_ids(sweep_store, "other")) == sorted(r.run_id for r in other.runs)
+
+
+def test_short_runs_are_batched_into_longer_tasks(sweep_store: Any) -> None:
+    spec_text = f"name: many\nbase: {CHEAP}\naxes:\n  seed: {{from: 0, to: 59}}\n"
+    plan(sweep_store, spec_text)
+    rec = Recorder()
+    report = execute_sweep(sweep_store, "many", InProcessExecutor(batch=rec, workers=2), options=RunOptions(min_task_s=0.05))
+    assert report.done == 60
+    assert rec.sizes[0] == 1 and max(rec.sizes) > 1  # the first task measures, later ones are batched
+    ids = stored_ids(sweep_store, "many")
+    assert len(ids) == len(set(ids)) == 60
+
+
+def test_failing_runs_are_retried_recorded_and_the_sweep_carries_on(sweep_store: Any, profile_dir: Path) -> None:
+    text = f"name: flaky\nbase: {CHEAP}\naxes:\n  profile: [literature, flaky]\n  seed: [0, 1]\n"
+    _, exp = plan(sweep_store, text)
+    (profile_dir / "flaky.yaml").rename(profile_dir / "flaky.yaml.off")  # the worker can no longer load it
+    rec = Recorder()
+    report = execute_sweep(sweep_store, "flaky", InProcessExecutor(batch=rec), options=RunOptions(max_attempts=3))
+    assert (report.status, report.done, report.failed) == ("failed", 2, 2)
+    assert report.retried == 4 and sum(rec.sizes) == 2 + 2 * 3  # two good runs, two bad ones tried 3 times
+    failed = sweep_store.runs("flaky", status="failed")
+    assert len(failed) == 2 and all("no calibration profile 'flaky'" in (r.error or "") for r in failed)
+    assert all("Traceback" in (r.error or "") for r in failed)
+    assert all(f.summary.startswith("workers.config.ConfigError") for f in report.failures)
+
+    (profile_dir / "flaky.yaml.off").rename(profile_dir / "flaky.yaml")  # fixed: resume finishes the sweep
+    resumed = execute_sweep(sweep_store, "flaky", InProcessExecutor())
+    assert (resumed.status, resumed.done, resumed.skipped) == ("done", 2, 2)
+    assert sorted(stored_ids(sweep_store, "flaky")) == sorted(r.run_id for r in exp.runs)
+
+
+def test_fail_fast_stops_at_the_first_failure(sweep_store: Any, profile_dir: Path) -> None:
+    text = f"name: ff\nbase: {CHEAP}\naxes:\n  profile: [flaky, literature]\n  seed: {{from: 0, to: 9}}\n"
+    plan(sweep_store, text)
+    (profile_dir / "flaky.yaml").unlink()
+    report = execute_sweep(sweep_store, "ff", InProcessExecutor(), options=RunOptions(max_attempts=1, fail_fast=True))
+    assert report.status == "failed" and report.failed == 1 and report.remaining > 0
+    counts = sweep_store.progress("ff")
+    assert counts["running"] == 0 and counts["failed"] == 1
+    assert counts["pending"] == report.remaining
+
+
+def test_sigint_stops_cleanly_and_resume_finishes(sweep_store: Any) -> None:
+    text = f"name: intr\nbase: {CHEAP}\naxes:\n  seed: {{from: 0, to: 29}}\n"
+    _, exp = plan(sweep_store, text)
+    rec = Recorder(after=4, action=lambda: os.kill(os.getpid(), signal.SIGINT))
+    report = execute_sweep(sweep_store, "intr", InProcessExecutor(batch=rec), options=RunOptions(max_batch=1))
+    assert report.status == "interrupted" and 0 < report.done < 30
+    assert sweep_store.find_sweep("intr").status == "interrupted"
+    counts = sweep_store.progress("intr")
+    assert counts["running"] == 0 and counts["done"] == report.done  # nothing half-done, nothing left running
+    assert len(stored_ids(sweep_store, "intr")) == report.done
+
+    resumed = execute_sweep(sweep_store, "intr", InProcessExecutor())
+    assert resumed.status == "done" and resumed.done == 30 - report.done
+    ids = stored_ids(sweep_store, "intr")
+    assert sorted(ids) == sorted(r.run_id for r in exp.runs)
+
+
+def test_cancel_from_another_handle_stops_the_driver(sweep_store: Any, tmp_path: Path) -> None:
+    from storage import open_store
+
+    text = f"name: cnl\nbase: {CHEAP}\naxes:\n  seed: {{from: 0, to: 39}}\n"
+    plan(sweep_store, text)
+
+    def cancel_elsewhere() -> None:
+        with open_store(tmp_path / "store") as other:  # as `flushsweep cancel` would, from another process
+            other.set_sweep_status("cnl", "cancelled")
+
+    rec = Recorder(after=3, action=cancel_elsewhere)
+    report = execute_sweep(sweep_store, "cnl", InProcessExecutor(batch=rec), options=RunOptions(max_batch=1, cancel_check_s=0.0))
+    assert report.status == "cancelled" and report.remaining > 0
+    assert sweep_store.find_sweep("cnl").status == "cancelled"
+    assert sweep_store.progress("cnl")["running"] == 0
+
+
+def test_progress_lines_without_a_terminal(sweep_store: Any) -> None:
+    plan(sweep_store)
+    out = io.StringIO()
+    execute_sweep(sweep_store, "ctl", InProcessExecutor(), progress=Progress("ctl", stream=out, tty=False, interval_s=0.0))
+    lines = out.getvalue().splitlines()
+    assert lines and all(line.startswith("ctl: ") for line in lines)
+    assert "12/12 runs: 12 done, 0 failed, 0 skipped" in lines[-1] and "runs/s" in lines[-1]
+    assert "\r" not in out.getvalue()
+
+
+def test_progress_bar_on_a_terminal_redraws_one_line(sweep_store: Any) -> None:
+    plan(sweep_store)
+    execute_sweep(sweep_store, "ctl", InProcessExecutor(), options=RunOptions(max_batch=1))
+    out = io.StringIO()
+    report = execute_sweep(sweep_store, "ctl", InProcessExecutor(), progress=Progress("ctl", stream=out, tty=True))
+    text = out.getvalue()
+    assert text.startswith("\r") and text.endswith("\n") and text.count("\n") == 1
+    assert "[########################]" in text and "12 skipped" in text and report.skipped == 12
+
+
+def test_interrupted_attempts_do_not_count_as_failures(sweep_store: Any) -> None:
+    text = f"name: att\nbase: {CHEAP}\naxes:\n  seed: {{from: 0, to: 9}}\n"
+    plan(sweep_store, text)
+    rec = Recorder(after=2, action=lambda: os.kill(os.getpid(), signal.SIGINT))
+    execute_sweep(sweep_store, "att", InProcessExecutor(batch=rec, workers=2), options=RunOptions(max_batch=1))
+    statuses = Counter(r.status for r in sweep_store.runs("att"))
+    assert statuses["failed"] == 0 and statuses["running"] == 0
