@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from sweep_fixtures import PROFILES, flushsweep, profile_dir  # noqa: F401 - fixtures
+from sweep_fixtures import flushsweep, profile_dir  # noqa: F401 - fixtures
 
 SMALL = """\
 name: small
@@ -290,6 +290,28 @@ def test_search_findings_come_from_the_named_optuna_study_in_the_stores_database
     assert missing.status == "published" and "no Optuna study 'no-such-study'" in missing.summary
     assert none.status == "published" and none.record is not None and none.record["search"] is None
     assert 'id="search"' not in (none.path / "report.html").read_text()
+
+
+@pytest.mark.postgres
+def test_a_report_on_postgresql_reads_its_study_from_the_same_database(tmp_path: Path, pg_url: str) -> None:
+    import optuna
+
+    from sweep import InProcessExecutor
+    from sweep.report import ReportShelf, make_report, parse_report_spec
+    from storage import open_store
+
+    spec = parse_report_spec(TINY.replace("PROFILE", "literature") + "search: {study: pg-search}\n", source="tiny.yaml")
+    with open_store(tmp_path / "store", pg_url) as store:
+        study = optuna.create_study(study_name="pg-search", storage=store.db_url, direction="maximize",
+                                    sampler=optuna.samplers.RandomSampler(seed=5))
+        study.optimize(lambda t: -abs(t.suggest_float("overcommit", 1, 4) - 2.5), n_trials=6)
+        first = make_report(store, spec, day=DAY, executor=InProcessExecutor)
+        second = make_report(store, spec, day=DAY, executor=InProcessExecutor)
+    assert first.status == "published" and second.status == "already-published"
+    assert first.record is not None and first.record["search"]["best"][0]["number"] == study.best_trial.number
+    with open_store(tmp_path / "store", pg_url, readonly=True) as store:  # the report's runs are in PostgreSQL
+        assert len(store.runs(f"report.tiny.{WEEK}", status="done")) == first.record["runs"]["planned"] == 4
+    assert ReportShelf(tmp_path / "store").record("tiny", WEEK) == json.loads((first.path / "report.json").read_text())
 
 
 # --- bad input -------------------------------------------------------------------------------------

@@ -120,9 +120,10 @@ class RunConfig:
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
+                shown = key if isinstance(key, str) and key.isprintable() and key.strip() == key and key else repr(key)
+                close = difflib.get_close_matches(str(key), names, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(names)}"
-                raise ConfigError(key, f"unknown RunConfig field; {hint}")
+                raise ConfigError(shown, f"unknown RunConfig field; {hint}")
             kwargs[key] = coerce(key, value)
         return cls(**kwargs)
 
@@ -215,8 +216,8 @@ def _validate(cfg: RunConfig) -> None:
     for name in ("background_vcpus", "sleep_max_us", "seed"):
         if getattr(cfg, name) < 0:
             raise ConfigError(name, f"must be >= 0, got {getattr(cfg, name)}")
-    if not cfg.duration_s > 0:
-        raise ConfigError("duration_s", f"must be > 0, got {cfg.duration_s}")
+    if not 0 < cfg.duration_s <= 3600:
+        raise ConfigError("duration_s", f"must be in (0, 3600] seconds, got {cfg.duration_s}")
     if cfg.vcpus > 4096:
         raise ConfigError("vcpus", f"at most 4096 (64 sparse banks of 64 VPs), got {cfg.vcpus}")
     if cfg.pages > 4096 * 509:

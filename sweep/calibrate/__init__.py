@@ -14,9 +14,10 @@ Example:
     4800.0
 """
 
-from sweep.calibrate._fit import SAMPLERS, FitResult, FitSettings, default_study_name, fit
+from sweep.calibrate._fit import SAMPLERS, FitResult, FitSettings, check_enough_points, default_study_name, fit
 from sweep.calibrate._measurements import (
     EXTRA_COLUMNS,
+    FIGURE_WEIGHTS,
     FIGURES,
     CalibrationError,
     Measurement,
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_SPREAD",
     "EXTRA_COLUMNS",
     "FIGURES",
+    "FIGURE_WEIGHTS",
     "SAMPLERS",
     "SIGNIFICANT_DIGITS",
     "Bound",
@@ -49,6 +51,7 @@ __all__ = [
     "SearchSpace",
     "base_comments",
     "candidate_task",
+    "check_enough_points",
     "default_study_name",
     "evaluate",
     "execute_candidate_batch",

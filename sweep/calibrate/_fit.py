@@ -140,12 +140,21 @@ def fit(
         >>> result = fit(store, parse_measurements(csv_text), SearchSpace.build(base, ["fault_ns"]),  # doctest: +SKIP
         ...              InProcessExecutor(batch=execute_candidate_batch), FitSettings(trials=20))
     """
-    if len(measurements) < len(space.bounds):
-        raise CalibrationError(
-            f"{measurements.source}: {len(measurements)} measured point(s) cannot determine {len(space.bounds)} constants; "
-            "measure more configurations or fit fewer constants (--fit)"
-        )
+    check_enough_points(measurements, space)
     return _Fit(store, measurements, space, executor, settings, log or (lambda line: None)).run()
+
+
+def check_enough_points(measurements: MeasurementSet, space: SearchSpace) -> None:
+    """Refuse a fit with fewer fitted points (rows with a figure of weight > 0) than constants.
+
+    Raises:
+        CalibrationError: what to do about it.
+    """
+    if measurements.fitted_points < len(space.bounds):
+        raise CalibrationError(
+            f"{measurements.source}: {measurements.fitted_points} measured point(s) cannot determine {len(space.bounds)} "
+            "constants; measure more configurations or fit fewer constants (--fit)"
+        )
 
 
 class _Fit:
@@ -452,4 +461,4 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
 
 
-__all__ = ["SAMPLERS", "FitResult", "FitSettings", "default_study_name", "fit"]
+__all__ = ["SAMPLERS", "FitResult", "FitSettings", "check_enough_points", "default_study_name", "fit"]

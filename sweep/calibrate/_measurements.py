@@ -1,12 +1,21 @@
 """Measurement CSVs: one measured configuration per row, RunConfig fields plus measured figures.
 
-A column is a RunConfig field (an empty cell takes the field's default), a
-measured figure (``real_s``, ``user_s``, ``sys_s``, ``ops_per_s``; an empty cell
-means "not measured"), ``weight`` (how much the row counts, default 1) or
-``label`` (a name for the report). Lines starting with ``#`` are comments, so a
-CSV can cite where its numbers come from. Anything else is refused with one
-line naming the row or column and the fix: a fit on a misread CSV is worse than
-no fit.
+A column is one of:
+
+- a RunConfig field (an empty cell takes the field's default);
+- a measured figure: ``real_s``, ``user_s``, ``sys_s``, ``ops_per_s`` (an empty
+  cell means "not measured");
+- ``weight``: how much the row's figures count (default 1; 0 keeps a figure for
+  the record and the report without fitting it), and ``<figure>_weight`` (e.g.
+  ``sys_s_weight``) for one figure of the row;
+- ``label``: a name for the report, and what ``relative_to`` refers to;
+- ``relative_to``: the label of another row; this row's figures are then fitted
+  as ratios to that row's (a relative criterion, e.g. "native and PV within
+  5% of each other", when the absolute figures come from another setup).
+
+Lines starting with ``#`` are comments, so a CSV can cite where its numbers
+come from. Anything else is refused with one line naming the row or column and
+the fix: a fit on a misread CSV is worse than no fit.
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ from workers import ConfigError, RunConfig, boot_crash, field_names
 
 #: Measured figures a row may carry, as RunResult names them (seconds as `time` prints them; ops/s).
 FIGURES: tuple[str, ...] = ("real_s", "user_s", "sys_s", "ops_per_s")
+#: Per-figure weight columns, e.g. ``sys_s_weight``.
+FIGURE_WEIGHTS: tuple[str, ...] = tuple(f"{f}_weight" for f in FIGURES)
 #: Columns that are neither RunConfig fields nor figures.
-EXTRA_COLUMNS: tuple[str, ...] = ("weight", "label")
+EXTRA_COLUMNS: tuple[str, ...] = ("weight", *FIGURE_WEIGHTS, "label", "relative_to")
 
 
 class CalibrationError(ValueError):
@@ -42,8 +53,10 @@ class Measurement:
         line: line of the file the row is on, for messages.
         config: the measured configuration (its ``profile`` is irrelevant: calibration supplies it).
         figures: measured figure name -> value (> 0), only the figures that were measured.
-        weight: relative weight of this row's figures in the fit error.
+        weight: weight of this row's figures in the fit error (0: reported, not fitted).
         label: a name for the report (default: derived from the config).
+        figure_weights: figure -> weight, overriding ``weight`` for that figure.
+        relative_to: label of the row this row's figures are fitted as ratios to ("": absolute).
     """
 
     row: int
@@ -52,6 +65,16 @@ class Measurement:
     figures: Mapping[str, float]
     weight: float = 1.0
     label: str = ""
+    figure_weights: Mapping[str, float] = field(default_factory=dict)
+    relative_to: str = ""
+
+    def weight_of(self, figure: str) -> float:
+        return float(self.figure_weights.get(figure, self.weight))
+
+    @property
+    def fitted(self) -> bool:
+        """Whether any of the row's figures counts in the fit error."""
+        return any(self.weight_of(f) > 0 for f in self.figures)
 
     @property
     def name(self) -> str:
@@ -74,7 +97,19 @@ class MeasurementSet:
 
     @property
     def figure_count(self) -> int:
-        return sum(len(p.figures) for p in self.points)
+        """Figures that count in the fit error (weight > 0)."""
+        return sum(1 for p in self.points for f in p.figures if p.weight_of(f) > 0)
+
+    @property
+    def fitted_points(self) -> int:
+        """Rows with at least one figure that counts: what a fit's constants must not outnumber."""
+        return sum(1 for p in self.points if p.fitted)
+
+    def reference(self, point: Measurement) -> Measurement | None:
+        """The row ``point`` is relative to (None for an absolute row)."""
+        if not point.relative_to:
+            return None
+        return next(p for p in self.points if p.label == point.relative_to)
 
     def __len__(self) -> int:
         return len(self.points)
@@ -133,6 +168,9 @@ def parse_measurements(text: str, *, source: str = "<measurements>", sha256: str
     )
     if not points:
         raise CalibrationError(f"{source}: a header but no measured points; add one row per measured configuration")
+    _check_references(points, source)
+    if not any(p.fitted for p in points):
+        raise CalibrationError(f"{source}: every figure has weight 0, so there is nothing to fit; give some a weight > 0")
     return MeasurementSet(source=source, sha256=digest, points=points, columns=tuple(header))
 
 
@@ -148,6 +186,8 @@ def format_measurements(points: Sequence[Measurement], *, comments: Sequence[str
     fields = [n for n in field_names() if n != "profile" and any(p.config.to_dict()[n] != default[n] for p in points)]
     figures = [f for f in FIGURES if any(f in p.figures for p in points)]
     header = fields + figures + (["weight"] if any(p.weight != 1.0 for p in points) else [])
+    header += [f"{f}_weight" for f in FIGURES if any(f in p.figure_weights for p in points)]
+    header += ["relative_to"] if any(p.relative_to for p in points) else []
     header += ["label"] if any(p.label for p in points) else []  # last: a label starting with '#' is no comment
     buf = io.StringIO()
     for line in comments:
@@ -155,7 +195,8 @@ def format_measurements(points: Sequence[Measurement], *, comments: Sequence[str
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for p in points:
-        cells = {**p.config.to_dict(), **p.figures, "label": p.label, "weight": p.weight}
+        cells = {**p.config.to_dict(), **p.figures, "label": p.label, "weight": p.weight, "relative_to": p.relative_to,
+                 **{f"{f}_weight": w for f, w in p.figure_weights.items()}}
         writer.writerow([_cell(cells.get(c)) for c in header])
     return buf.getvalue()
 
@@ -184,7 +225,7 @@ def _check_header(header: list[str], source: str, line: int) -> None:
             raise CalibrationError(f"{where}: the cost profile is what calibrate fits; remove the column and pass --base PROFILE")
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"use RunConfig fields, the figures {', '.join(FIGURES)}, weight or label"
+            hint = f"did you mean {close[0]!r}?" if close else f"use RunConfig fields, the figures {', '.join(FIGURES)}, {', '.join(EXTRA_COLUMNS[:1] + EXTRA_COLUMNS[-2:])} or <figure>_weight"
             raise CalibrationError(f"{where} is neither a RunConfig field nor a measured figure; {hint}")
     if not any(f in seen for f in FIGURES):
         raise CalibrationError(f"{source}:{line}: no measured figure column; add at least one of {', '.join(FIGURES)}")
@@ -201,7 +242,14 @@ def _parse_row(header: list[str], cells: list[str], *, row: int, line: int, sour
             figures[name] = _positive(values[name], f"{where}: {name}", "a measured figure")
     if not figures:
         raise CalibrationError(f"{where}: no measured figure; fill at least one of {', '.join(f for f in FIGURES if f in values)}")
-    weight = _positive(values["weight"], f"{where}: weight", "a weight") if values.get("weight", "") else 1.0
+    weight = _weight(values.get("weight", ""), f"{where}: weight")
+    figure_weights: dict[str, float] = {}
+    for name in FIGURES:
+        text = values.get(f"{name}_weight", "")
+        if text:
+            if name not in figures:
+                raise CalibrationError(f"{where}: {name}_weight is set but {name} was not measured; clear one of them")
+            figure_weights[name] = _weight(text, f"{where}: {name}_weight")
     config_cells = {k: v for k, v in values.items() if k in set(field_names()) and v != ""}
     try:
         config = RunConfig.from_dict(config_cells)
@@ -213,7 +261,38 @@ def _parse_row(header: list[str], cells: list[str], *, row: int, line: int, sour
             f"{where}: this configuration crashes at boot ({crash}: WS2016, >64 vCPUs, non-flat topology, enlightenments "
             "without PV flush), so it has no figures to fit; a native run of such a VM was measured with enlightenments=false"
         )
-    return Measurement(row=row, line=line, config=config, figures=figures, weight=weight, label=values.get("label", ""))
+    return Measurement(row=row, line=line, config=config, figures=figures, weight=weight, label=values.get("label", ""),
+                       figure_weights=figure_weights, relative_to=values.get("relative_to", ""))
+
+
+def _check_references(points: Sequence[Measurement], source: str) -> None:
+    """Every ``relative_to`` names exactly one other row, which measured the same figures."""
+    for p in points:
+        if not p.relative_to:
+            continue
+        where = f"{source}:{p.line} (row {p.row}): relative_to {p.relative_to!r}"
+        refs = [q for q in points if q.label == p.relative_to]
+        if not refs:
+            raise CalibrationError(f"{where} is no row's label; give the reference row that label")
+        if len(refs) > 1:
+            raise CalibrationError(f"{where} labels {len(refs)} rows; make the reference row's label unique")
+        if refs[0] is p:
+            raise CalibrationError(f"{where} is this row itself; name another row")
+        missing = [f for f in p.figures if f not in refs[0].figures]
+        if missing:
+            raise CalibrationError(f"{where} did not measure {missing[0]}, so there is no ratio to fit; measure it there or clear it here")
+
+
+def _weight(text: str, where: str) -> float:
+    if not text:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise CalibrationError(f"{where}: {text!r} is not a number; write a weight like 1 or 0.5") from None
+    if not math.isfinite(value) or value < 0:
+        raise CalibrationError(f"{where}: a weight must be a finite number >= 0 (0: report, do not fit), got {text!r}")
+    return value
 
 
 def _positive(text: str, where: str, what: str) -> float:
@@ -229,6 +308,7 @@ def _positive(text: str, where: str, what: str) -> float:
 __all__ = [
     "EXTRA_COLUMNS",
     "FIGURES",
+    "FIGURE_WEIGHTS",
     "CalibrationError",
     "Measurement",
     "MeasurementSet",

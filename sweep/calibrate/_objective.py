@@ -2,8 +2,11 @@
 
 Relative, so a 0.9 s user time and an 86 s sys time count alike; squared, so one
 figure far off costs more than several slightly off (the acceptance bands are
-per figure). A figure that could not be simulated (the run crashed) makes the
-candidate unusable rather than merely bad.
+per figure). A row measured ``relative_to`` another is compared as a ratio
+(simulated this/reference against measured this/reference), which is how a
+criterion like "native and PV within 5% of each other" enters the fit. A figure
+of weight 0 is reported but does not count. A point whose simulation crashed
+makes the candidate unusable rather than merely bad.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from workers import CostProfile
 
 @dataclass(frozen=True, slots=True)
 class Residual:
-    """One measured figure of one point against its simulation."""
+    """One measured figure of one point against its simulation (both ratios when ``reference`` is set)."""
 
     point: Measurement
     figure: str
     measured: float
     simulated: float
+    reference: Measurement | None = None
 
     @property
     def relative(self) -> float:
@@ -32,7 +36,12 @@ class Residual:
 
     @property
     def weight(self) -> float:
-        return self.point.weight
+        return self.point.weight_of(self.figure)
+
+    @property
+    def label(self) -> str:
+        """The figure, or ``figure / row N`` for a ratio."""
+        return self.figure if self.reference is None else f"{self.figure} / row {self.reference.row}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +58,12 @@ class Evaluation:
         return rms_relative_error(self.residuals) if not self.crashed else math.inf
 
     def worst(self, n: int = 3) -> list[Residual]:
-        return sorted(self.residuals, key=lambda r: -abs(r.relative))[:n]
+        """The ``n`` fitted residuals furthest from their measurement."""
+        return sorted((r for r in self.residuals if r.weight > 0), key=lambda r: -abs(r.relative))[:n]
 
 
 def rms_relative_error(residuals: Sequence[Residual]) -> float:
-    """sqrt(sum w r^2 / sum w); 0 for no residuals."""
+    """sqrt(sum w r^2 / sum w); 0 when nothing has weight."""
     total = sum(r.weight for r in residuals)
     if not total:
         return 0.0
@@ -61,14 +71,26 @@ def rms_relative_error(residuals: Sequence[Residual]) -> float:
 
 
 def evaluate(profile: CostProfile, points: Sequence[Measurement], simulated: Sequence[Mapping[str, float] | None]) -> Evaluation:
-    """Compare ``simulated[i]`` (figure -> value, None if the run crashed) with ``points[i]``."""
+    """Compare ``simulated[i]`` (figure -> value, None if the run crashed) with ``points[i]``.
+
+    Raises:
+        KeyError: a ``relative_to`` names no point (parse_measurements rules that out).
+    """
+    by_label = {p.label: i for i, p in enumerate(points) if p.label}
     residuals: list[Residual] = []
     crashed: list[str] = []
     for point, sim in zip(points, simulated, strict=True):
-        if sim is None:
+        ref = points[by_label[point.relative_to]] if point.relative_to else None
+        ref_sim = simulated[by_label[point.relative_to]] if point.relative_to else None
+        if sim is None or (ref is not None and ref_sim is None):
             crashed.append(point.name)
             continue
-        residuals += [Residual(point, f, m, float(sim[f])) for f, m in point.figures.items()]
+        for f, m in point.figures.items():
+            if ref is None:
+                residuals.append(Residual(point, f, m, float(sim[f])))
+            else:
+                assert ref_sim is not None
+                residuals.append(Residual(point, f, m / ref.figures[f], float(sim[f]) / float(ref_sim[f]), ref))
     return Evaluation(profile, tuple(residuals), tuple(crashed))
 
 

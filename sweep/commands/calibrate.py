@@ -66,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
         FitSettings,
         SearchSpace,
         base_comments,
+        check_enough_points,
         failure_banner,
         fit,
         format_report,
@@ -86,11 +87,7 @@ def main(args: argparse.Namespace) -> int:
         ms = load_measurements(args.measurements)
         names = [n.strip() for n in args.fit.split(",") if n.strip()]
         space = SearchSpace.build(base, names, spread=DEFAULT_SPREAD if args.spread is None else args.spread, overrides=dict(parse_bound(b) for b in args.bound))
-        if len(ms) < len(space.bounds):
-            raise CalibrationError(
-                f"{ms.source}: {len(ms)} measured point(s) cannot determine {len(space.bounds)} constants; "
-                "measure more configurations or fit fewer constants (--fit)"
-            )
+        check_enough_points(ms, space)
         settings = FitSettings(
             trials=args.trials, seed=args.seed, sampler=args.sampler, replicates=args.replicates,
             parallel_trials=args.parallel_trials, target_error=args.target_error, study=args.study,

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sweep._cliutil import _positive_int, add_execution_arguments, add_store_arguments, make_progress, open_store
+from sweep._cliutil import _positive_int, add_execution_arguments, add_store_arguments, open_store
 from sweep._yaml import SpecError
 from sweep.cli import UsageError
 
@@ -67,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
                   f"{spec.replicates} replicate(s) x 2 runs per trial", file=sys.stderr)
             session = run_search(
                 store, spec, _executor_factory(args), search=search, heartbeat_s=args.heartbeat,
-                seed_from=args.seed_from_sweep, progress=make_progress(args, spec.name),
+                seed_from=args.seed_from_sweep, progress=_progress(args, spec.name),
                 options=SearchOptions(max_attempts=args.max_attempts),
             )
         except NameTaken as exc:
@@ -119,6 +119,14 @@ def _checked(make: Any) -> Any:
 def _overridden(spec: Any, args: argparse.Namespace) -> Any:
     changes = {k: v for k, v in (("trials", args.trials), ("parallel", args.parallel)) if v is not None}
     return dataclasses.replace(spec, **changes) if changes else spec
+
+
+def _progress(args: argparse.Namespace, label: str) -> Any:
+    from sweep.search._driver import TrialProgress
+
+    if args.progress == "none":
+        return None
+    return TrialProgress(label, stream=sys.stderr, tty=None if args.progress == "auto" else args.progress == "bar")
 
 
 def _executor_factory(args: argparse.Namespace) -> Any:

@@ -89,10 +89,10 @@ def make_report(
         StoreError: the store cannot be read or written.
 
     Example:
-        >>> from sweep import InProcessExecutor                                  # doctest: +SKIP
-        >>> outcome = make_report(store, load_report_spec("configs/reports/capacity.yaml"),
-        ...                       day=dt.date.today(), executor=InProcessExecutor())
-        >>> print(outcome.summary)
+        >>> with open_store("flushsweep-data") as store:                          # doctest: +SKIP
+        ...     outcome = make_report(store, load_report_spec("configs/reports/capacity.yaml"),
+        ...                           day=dt.date.today(), executor=InProcessExecutor())
+        >>> print(outcome.summary)                                                # doctest: +SKIP
     """
     key = period_key_of(spec.period, day)
     shelf = ReportShelf(store.store_dir)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from sweep.report._analysis import HEATMAP_METRICS, Analysis, Capacity, Curve
 from sweep.report._search import SearchFindings
-from sweep.report._spec import BASELINE_MODE, ReportSpec
+from sweep.report._spec import ReportSpec
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -55,6 +55,7 @@ def _new_figure(width: float, height: float) -> "Figure":
 def _png(fig: "Figure") -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
+    fig.set_layout_engine("none")  # keep the layout just computed: the PDF page reuses it instead of solving it again
     return buf.getvalue()
 
 
@@ -264,4 +265,4 @@ def write_pdf(path: Any, figures: Sequence[RenderedFigure], summary: str) -> Non
             pdf.savefig(f.figure)
 
 
-__all__ = ["BASELINE_MODE", "RenderedFigure", "draw_figures", "write_pdf"]
+__all__ = ["RenderedFigure", "draw_figures", "write_pdf"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from sweep.report._analysis import Analysis
 from sweep.report._figures import RenderedFigure
 from sweep.report._search import SearchFindings
-from sweep.report._spec import BASELINE_MODE, ReportSpec
+from sweep.report._spec import ReportSpec
 from sweep.report._tables import capacity_frame, hazard_frame, notes
 
 if TYPE_CHECKING:

@@ -37,6 +37,13 @@ _TRANSITIONS: dict[TrialStatus, tuple[TrialStatus, ...]] = {
 }
 
 
+class TrialProgress(Progress):
+    """The sweep progress display, counting trials instead of runs."""
+
+    def render(self, state: ProgressState, elapsed: float) -> str:
+        return super().render(state, elapsed).replace(" runs", " trials")
+
+
 @dataclass(frozen=True, slots=True)
 class SearchOptions:
     """How a search executes.
@@ -463,4 +470,4 @@ class SearchController:
             self.progress.close()
 
 
-__all__ = ["SearchController", "SearchOptions", "SearchReport"]
+__all__ = ["SearchController", "SearchOptions", "SearchReport", "TrialProgress"]
