@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any, Sequence
 
-from sweep._executor import Completion, Executor
+from sweep._executor import BatchFunction, Completion, Executor
 from sweep._task import RunOutcome, RunTask, execute_batch
 
 #: The repository root: what workers need on their path (workers/, sweep/, configs/profiles).
@@ -24,11 +24,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIP_EXCLUDES = [".venv", ".git", "flushsweep-data", "**/__pycache__", ".pytest_cache", ".hypothesis", "*.parquet", "*.db", "build", "dist"]
 
 
-def _ray_batch(tasks: Sequence[RunTask]) -> list[RunOutcome]:
+def _ray_batch(tasks: Sequence[RunTask], batch: BatchFunction = execute_batch) -> list[RunOutcome]:
     """The Ray task: record which node ran the batch, then run it."""
     import ray
 
-    return execute_batch(tasks, ray.get_runtime_context().get_node_id())
+    return batch(tasks, ray.get_runtime_context().get_node_id())
 
 
 class RayExecutor(Executor):
@@ -41,6 +41,8 @@ class RayExecutor(Executor):
         max_retries: Ray retries of a task whose worker process or node died.
         ship_code: upload the project as a ``working_dir`` instead of relying on a shared disk.
         object_store_mb: object store size of an embedded Ray (results are small).
+        batch: what a task runs (default ``execute_batch``, the real simulation; a
+            module-level function, so Ray can ship it to the workers).
 
     Example:
         >>> with RayExecutor(workers=2) as ex:  # doctest: +SKIP
@@ -56,6 +58,7 @@ class RayExecutor(Executor):
         max_retries: int = 3,
         ship_code: bool = False,
         object_store_mb: int = 100,
+        batch: BatchFunction = execute_batch,
     ) -> None:
         import ray
 
@@ -74,6 +77,7 @@ class RayExecutor(Executor):
                 raise ClusterError(_join_problem(address, exc)) from None
         cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
         self._workers = max(1, workers or cluster_cpus)
+        self._batch = batch
         self._remote = ray.remote(_ray_batch).options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)
         self._in_flight: dict[Any, int] = {}
         self._tickets = itertools.count(1)
@@ -89,7 +93,7 @@ class RayExecutor(Executor):
 
     def submit(self, tasks: Sequence[RunTask]) -> int:
         ticket = next(self._tickets)
-        self._in_flight[self._remote.remote(list(tasks))] = ticket
+        self._in_flight[self._remote.remote(list(tasks), self._batch)] = ticket
         return ticket
 
     def wait(self, timeout: float) -> list[Completion]:

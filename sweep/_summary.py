@@ -32,8 +32,8 @@ def benefit_table(results: "pandas.DataFrame", by: Sequence[str]) -> "pandas.Dat
     import pandas as pd
 
     paired = results[results["baseline_run_id"].notna()]
-    base = results.set_index("run_id")
-    joined = paired.join(base, on="baseline_run_id", rsuffix="__base", how="inner")
+    base = results.add_suffix("__base").rename(columns={"run_id__base": "baseline_run_id"})
+    joined = paired.merge(base, on="baseline_run_id", how="inner", suffixes=("", "__dup"))
     by = [c for c in by if c in joined.columns]
     rows: list[dict[str, Any]] = []
     groups = joined.groupby(by, sort=True, dropna=False) if by else [((), joined)]

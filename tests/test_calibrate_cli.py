@@ -144,7 +144,7 @@ def test_an_interrupted_or_killed_fit_continues_with_the_same_command(tmp_path: 
     [
         ("vcpus,pcpus,real_s,cores\n8,4,0.05,2\n", "fault_ns", "column 'cores'"),
         ("vcpus,pcpus,real_s,sys_s\n8,4,,\n", "fault_ns", "row 1"),
-        ("vcpus,pcpus,real_s\n8,4,0.05\n", "fault_ns,hypercall_ns", "1 measured point(s) cannot determine 2 constants"),
+        ("vcpus,pcpus,real_s\n8,4,0.05\n", "fault_ns,hypercall_ns", "1 fitted figure(s) cannot determine 2 constants"),
         ("vcpus,pcpus,real_s\n8,4,0.05\n", "fault", "did you mean 'fault_ns'"),
     ],
 )

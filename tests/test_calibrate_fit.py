@@ -170,6 +170,23 @@ def test_the_error_is_the_weighted_rms_of_relative_errors(truth: CostProfile) ->
     assert crashed.crashed == (a.name,) and crashed.error == float("inf")
 
 
+def test_a_relative_row_is_fitted_as_a_ratio_and_a_weight_zero_figure_is_reported_only(truth: CostProfile) -> None:
+    native = Measurement(1, 0, RunConfig(vcpus=12), {"real_s": 21.24, "sys_s": 80.0}, weight=0.0, label="native")
+    pv = Measurement(2, 0, RunConfig(vcpus=12, flush_mode="hyperv-pv"), {"real_s": 21.08}, relative_to="native")
+    other = Measurement(3, 0, RunConfig(vcpus=8), {"real_s": 3.0, "sys_s": 6.0}, figure_weights={"sys_s": 0.0})
+    ev = evaluate(truth, [native, pv, other], [{"real_s": 40.0, "sys_s": 40.0}, {"real_s": 38.0}, {"real_s": 3.3, "sys_s": 3.0}])
+    by = {(r.point.row, r.label): r for r in ev.residuals}
+    ratio = by[(2, "real_s / row 1")]
+    assert (ratio.measured, ratio.simulated) == pytest.approx((21.08 / 21.24, 38.0 / 40.0))
+    assert by[(1, "real_s")].weight == by[(1, "sys_s")].weight == by[(3, "sys_s")].weight == 0
+    # only the ratio and row 3's real_s count: the 50% misses of weight 0 do not
+    assert ev.error == pytest.approx(((ratio.relative**2 + 0.1**2) / 2) ** 0.5)
+    assert {(r.point.row, r.figure) for r in ev.worst(5)} == {(2, "real_s"), (3, "real_s")}
+    ms = MeasurementSet("m", "0" * 64, (native, pv, other))
+    assert (ms.fitted_points, ms.figure_count) == (2, 2)
+    assert evaluate(truth, [native, pv, other], [None, {"real_s": 38.0}, {"real_s": 3.3, "sys_s": 3.0}]).crashed == (native.name, pv.name)
+
+
 # --- fitting -----------------------------------------------------------------------------------------
 
 def test_fit_recovers_known_constants_from_engine_generated_measurements(tmp_store: Any, truth: CostProfile, measured: MeasurementSet) -> None:
@@ -187,10 +204,11 @@ def test_fit_recovers_known_constants_from_engine_generated_measurements(tmp_sto
     assert len(result.best.residuals) == measured.figure_count
 
 
-def test_fit_refuses_fewer_points_than_constants(tmp_store: Any, truth: CostProfile, measured: MeasurementSet) -> None:
+def test_fit_refuses_fewer_data_points_than_constants(tmp_store: Any, truth: CostProfile) -> None:
+    real_only = engine_measurements(truth, figures=("real_s",))
     names = ["fault_ns", "touch_user_ns", "hypercall_ns", "unmap_page_ns", "free_page_ns"]
-    with pytest.raises(CalibrationError, match="4 measured point.* cannot determine 5 constants"):
-        fit(tmp_store, measured, SearchSpace.build(truth, names), InProcessExecutor(batch=execute_candidate_batch))
+    with pytest.raises(CalibrationError, match="4 fitted figure.* cannot determine 5 constants"):
+        fit(tmp_store, real_only, SearchSpace.build(truth, names), InProcessExecutor(batch=execute_candidate_batch))
     assert tmp_store.sweeps() == []  # refused before anything was stored
 
 

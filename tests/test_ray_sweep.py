@@ -102,7 +102,8 @@ def test_killed_worker_process_has_its_tasks_retried(sweep_store: Any) -> None:
 def test_sigkilled_driver_then_resume_stores_every_run_exactly_once(tmp_path: Path) -> None:
     from storage import open_store
 
-    spec = write_spec(tmp_path / "crash.yaml", f"name: crash\nbase: {MEDIUM}\naxes:\n  seed: {{from: 0, to: 39}}\n")
+    # enough runs that the driver cannot finish between "8 stored" and the SIGKILL, on a fast machine too
+    spec = write_spec(tmp_path / "crash.yaml", f"name: crash\nbase: {MEDIUM}\naxes:\n  seed: {{from: 0, to: 399}}\n")
     store_dir = tmp_path / "store"
     driver = start_flushsweep("run", str(spec), "--store", str(store_dir), "--workers", "2", "--progress", "lines")
     try:
@@ -125,23 +126,23 @@ def test_sigkilled_driver_then_resume_stores_every_run_exactly_once(tmp_path: Pa
     with open_store(store_dir, readonly=True) as s:
         before = s.progress("crash")
         assert s.find_sweep("crash").status == "running"  # it never got to say otherwise
-    assert 8 <= before["done"] < 40
+    assert 8 <= before["done"] < 400
 
     resumed = flushsweep("resume", "crash", "--store", str(store_dir), "--workers", "2", "--progress", "none")
     assert resumed.returncode == 0, resumed.stderr
     assert "sweep crash: done" in resumed.stdout
     ids = stored_run_ids(store_dir, sweep="crash")
-    assert len(ids) == 40 and len(set(ids)) == 40
+    assert len(ids) == 400 and len(set(ids)) == 400
     assert set(ids) == {r.run_id for r in expand(parse_spec(spec.read_text())).runs}
     with open_store(store_dir, readonly=True) as s:
-        assert s.progress("crash") == {"pending": 0, "running": 0, "done": 40, "failed": 0}
+        assert s.progress("crash") == {"pending": 0, "running": 0, "done": 400, "failed": 0}
         assert s.find_sweep("crash").status == "done"
 
 
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     from storage import open_store
 
-    spec = write_spec(tmp_path / "intr.yaml", f"name: intr\nbase: {MEDIUM}\naxes:\n  seed: {{from: 0, to: 39}}\n")
+    spec = write_spec(tmp_path / "intr.yaml", f"name: intr\nbase: {MEDIUM}\naxes:\n  seed: {{from: 0, to: 399}}\n")
     store_dir = tmp_path / "store"
     driver = start_flushsweep("run", str(spec), "--store", str(store_dir), "--workers", "2", "--progress", "lines")
     try:
@@ -162,13 +163,13 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     with open_store(store_dir, readonly=True) as s:
         counts = s.progress("intr")
         assert s.find_sweep("intr").status == "interrupted"
-    assert counts["running"] == 0 and counts["failed"] == 0 and counts["done"] + counts["pending"] == 40
+    assert counts["running"] == 0 and counts["failed"] == 0 and counts["done"] + counts["pending"] == 400
     assert len(stored_run_ids(store_dir, sweep="intr")) == counts["done"]  # every stored row is a done run
 
     resumed = flushsweep("resume", "intr", "--store", str(store_dir), "--workers", "2", "--progress", "none")
     assert resumed.returncode == 0, resumed.stderr
     ids = stored_run_ids(store_dir, sweep="intr")
-    assert len(ids) == len(set(ids)) == 40
+    assert len(ids) == len(set(ids)) == 400
 
 
 @pytest.mark.postgres

@@ -292,6 +292,34 @@ def test_search_findings_come_from_the_named_optuna_study_in_the_stores_database
     assert 'id="search"' not in (none.path / "report.html").read_text()
 
 
+def test_a_throughput_slo_is_judged_against_the_same_vm_without_overcommit(tmp_path: Path) -> None:
+    from sweep import InProcessExecutor
+    from sweep.report import make_report, parse_report_spec
+    from storage import open_store
+
+    text = (TINY.replace("PROFILE", "literature").replace("vcpus: [4]", "vcpus: [4, 8]").replace("overcommit: [1, 2]", "overcommit: [1, 2, 4]")
+            .replace("metric: lat_p99_us, max: 100", "metric: throughput_loss, max: 0.92"))
+    spec = parse_report_spec(text, source="tiny.yaml")
+    with open_store(tmp_path / "store") as store:
+        outcome = make_report(store, spec, day=DAY, executor=InProcessExecutor)
+        rows = store.to_pandas(sweep=f"report.tiny.{WEEK}")
+    assert outcome.record is not None
+    caps = {(c["vcpus"], c["flush_mode"]): c for c in outcome.record["capacity"]}
+    for mode in ("native", "hyperv-pv"):
+        mine = rows[(rows["vcpus"] == 4) & (rows["flush_mode"] == mode)]
+        ratio = (mine["vcpus"] + mine["background_vcpus"]) / mine["pcpus"]
+        reference = mine[ratio == 1.0]["ops_per_s"].mean()
+        expected = None
+        for r in sorted(set(ratio)):
+            if 1 - mine[ratio == r]["ops_per_s"].min() / reference > 0.92:
+                break
+            expected = r
+        assert caps[(4, mode)]["max_ratio"] == expected
+        # 8 vCPUs do not fit a 4-pCPU host without overcommit: no reference, no ratio
+        assert caps[(8, mode)]["max_ratio"] is None
+    assert "no reference at ratio 1 (VM larger than host)" in outcome.summary
+
+
 @pytest.mark.postgres
 def test_a_report_on_postgresql_reads_its_study_from_the_same_database(tmp_path: Path, pg_url: str) -> None:
     import optuna
@@ -311,7 +339,7 @@ def test_a_report_on_postgresql_reads_its_study_from_the_same_database(tmp_path:
     assert first.record is not None and first.record["search"]["best"][0]["number"] == study.best_trial.number
     with open_store(tmp_path / "store", pg_url, readonly=True) as store:  # the report's runs are in PostgreSQL
         assert len(store.runs(f"report.tiny.{WEEK}", status="done")) == first.record["runs"]["planned"] == 4
-    assert ReportShelf(tmp_path / "store").record("tiny", WEEK) == json.loads((first.path / "report.json").read_text())
+    assert ReportShelf(tmp_path / "store").published("tiny", WEEK) == first.path == second.path
 
 
 # --- bad input -------------------------------------------------------------------------------------

@@ -211,6 +211,13 @@ def test_runs_that_keep_failing_fail_their_trial(sweep_store: Any, profile_dir: 
     assert "failed 2 times" in by_profile["flaky"].user_attrs["error"]
     assert "no calibration profile 'flaky'" in by_profile["flaky"].user_attrs["error"]
     assert session.report.runs_failed == 2 and len(sweep_store.runs("flaky", status="failed")) == 2
+    fast = parse_search_spec(spec.text.replace("name: flaky", "name: fast"))
+    stopped = run_search(sweep_store, fast, InProcessExecutor(), run_key=key, heartbeat_s=1,
+                         options=SearchOptions(max_attempts=1, fail_fast=True))
+    assert stopped.report.status == "failed" and sweep_store.find_sweep("fast").status == "failed"
+    flaky = next(t for t in stopped.search.study.trials if t.params["profile"] == "flaky")
+    assert flaky.state.name == "FAIL" and "failed 1 times" in flaky.user_attrs["error"]  # told, not re-queued
+    assert "WAITING" not in trials_by_state(stopped.search.study)
 
 
 def test_a_search_cannot_take_a_sweeps_name_nor_change_its_objectives(sweep_store: Any) -> None:
@@ -221,8 +228,34 @@ def test_a_search_cannot_take_a_sweeps_name_nor_change_its_objectives(sweep_stor
     spec = parse_search_spec(f"name: taken\nbase: {CPU8}\nspace:\n  pcpus: [2, 4]\nobjectives: [benefit_ops]\ntrials: 1\n")
     with pytest.raises(NameTaken, match="'taken' is already the name of a sweep"):
         run_search(sweep_store, spec, InProcessExecutor())
+    import optuna
+
+    assert "taken" not in optuna.get_all_study_names(sweep_store.db_url)  # refused before any study was created
     mine = dataclasses.replace(spec, name="mine")
     run_search(sweep_store, mine, InProcessExecutor(), heartbeat_s=1).search.close()
     other = parse_search_spec(mine.text.replace("name: taken", "name: mine").replace("objectives: [benefit_ops]", "objectives: [benefit_ops]\ndirection: minimize"))
     with pytest.raises(SpecError, match="was created with directions \\['maximize'\\], the spec asks for \\['minimize'\\]"):
         run_search(sweep_store, other, InProcessExecutor())
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "nsga2", "grid", "gp"])
+def test_each_sampler_drives_a_search_or_names_what_it_lacks(sweep_store: Any, sampler: str) -> None:
+    import importlib.util
+
+    from sweep import SpecError
+
+    text = (f"name: s-{sampler}\nbase: {CPU8}\nspace:\n  pcpus: {{low: 1, high: 8}}\n  sleep_max_us: {{low: 0, high: 100, step: 50}}\n"
+            f"objectives: [benefit_ops]\ntrials: 5\nparallel: 2\nsampler: {sampler}\nseed: 7\n")
+    missing = [m for m in {"gp": ("torch", "scipy"), "cmaes": ("cmaes",)}.get(sampler, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        with pytest.raises(SpecError, match=f"sampler: {sampler} needs the {missing[0]} package \\(pip install {missing[0]}\\); or use tpe"):
+            parse_search_spec(text)
+        return
+    spec = parse_search_spec(text)
+    session = run_search(sweep_store, spec, InProcessExecutor(), heartbeat_s=1)
+    trials = session.search.study.trials
+    assert len(trials) == 5 and all(t.state.name == "COMPLETE" for t in trials)
+    assert all(1 <= t.params["pcpus"] <= 8 and t.params["sleep_max_us"] in (0, 50, 100) for t in trials)
+    if sampler == "grid":  # each grid point once
+        assert len({tuple(sorted(t.params.items())) for t in trials}) == 5

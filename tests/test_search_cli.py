@@ -44,6 +44,19 @@ def test_invalid_space_is_refused_with_the_field_named_and_nothing_stored(tmp_pa
         f"flushsweep search: error: {bad}:6: space.threads.high: 16 is not low + a multiple of step 5; use 14"
     ]
     assert not (tmp_path / "store").exists()
+    good = write_spec(tmp_path / "good.yaml", SPEC)
+    from storage import open_store
+
+    with open_store(tmp_path / "store"):
+        pass  # an empty store
+    result = flushsweep("search", str(good), "--local", "--store", str(tmp_path / "store"), "--seed-from-sweep", "nope")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "flushsweep search: error: --seed-from-sweep: no sweep named 'nope'; known sweeps: none yet"
+    with open_store(tmp_path / "store", readonly=True) as s:
+        assert s.sweeps() == []  # refused before the search was created
+    import shutil
+
+    shutil.rmtree(tmp_path / "store")
     option = write_spec(tmp_path / "opt.yaml", SPEC + "sampler: {name: tpe, n_startup_trials: many}\n")
     result = flushsweep("search", str(option), "--local", "--store", str(tmp_path / "store"))
     assert result.returncode == 2

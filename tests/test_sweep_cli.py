@@ -109,3 +109,17 @@ def test_quickstart_runs_and_prints_pv_benefit_then_costs_nothing_again(tmp_path
     again = flushsweep("run", "configs/sweeps/quickstart.yaml", "--store", str(store_dir), timeout=120)
     assert again.returncode == 0
     assert f"0 done, {len(exp.runs)} skipped" in again.stdout and "running on" not in again.stderr
+
+
+def test_resume_refuses_a_calibration_and_names_the_command_that_resumes_it(tmp_path: Path) -> None:
+    from storage import open_store
+
+    store_dir = tmp_path / "store"
+    with open_store(store_dir) as s:
+        s.begin_sweep("fit.seed", "calibration spec", kind="calibration")
+    result = flushsweep("resume", "fit.seed", "--store", str(store_dir))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "flushsweep resume: error: SWEEP: 'fit.seed' is a calibration; resume it by running "
+        "`flushsweep calibrate` again with the same arguments"
+    ]

@@ -138,7 +138,9 @@ def test_fail_fast_stops_at_the_first_failure(sweep_store: Any, profile_dir: Pat
     text = f"name: ff\nbase: {CHEAP}\naxes:\n  profile: [flaky, literature]\n  seed: {{from: 0, to: 9}}\n"
     plan(sweep_store, text)
     (profile_dir / "flaky.yaml").unlink()
-    report = execute_sweep(sweep_store, "ff", InProcessExecutor(), options=RunOptions(max_attempts=1, fail_fast=True))
+    # one run per task, so "first failure" is well defined whatever the measured run time
+    options = RunOptions(max_attempts=1, fail_fast=True, max_batch=1)
+    report = execute_sweep(sweep_store, "ff", InProcessExecutor(), options=options)
     assert report.status == "failed" and report.failed == 1 and report.remaining > 0
     counts = sweep_store.progress("ff")
     assert counts["running"] == 0 and counts["failed"] == 1

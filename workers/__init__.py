@@ -10,12 +10,13 @@ Example:
 """
 
 from workers.config import FLUSH_MODES, GUEST_OSES, HV_SEMANTICS, WORKLOADS, ConfigError, RunConfig, field_names
-from workers.engine import boot_crash, effective_vcpus, run_key, simulate
+from workers.engine import MODEL_VERSION, boot_crash, effective_vcpus, run_key, simulate
 from workers.profiles import CostProfile, cost_names, load_profile, profile_from_mapping
 from workers.result import NONDETERMINISTIC_FIELDS, RunResult, metric_names
 
 __all__ = [
     "FLUSH_MODES",
+    "MODEL_VERSION",
     "GUEST_OSES",
     "HV_SEMANTICS",
     "NONDETERMINISTIC_FIELDS",

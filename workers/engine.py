@@ -43,10 +43,15 @@ def boot_crash(cfg: RunConfig) -> str:
     return ""
 
 
+#: Bump when a change to the engine changes what any run computes: stored results
+#: then belong to other run_ids and are recomputed instead of served stale.
+MODEL_VERSION = "1"
+
+
 def run_key(cfg: RunConfig, profile: CostProfile | None = None) -> str:
-    """A run's identity: its canonical config plus the content of the profile it names."""
+    """A run's identity: the engine's model version, the canonical config and the profile's content."""
     prof = profile if profile is not None else load_profile(cfg.profile)
-    return hashlib.sha256(f"{cfg.canonical_json()}|{prof.digest()}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{MODEL_VERSION}|{cfg.canonical_json()}|{prof.digest()}".encode()).hexdigest()[:32]
 
 
 def simulate(

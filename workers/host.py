@@ -6,9 +6,10 @@ spinning for a TLB-shootdown acknowledgement, or for a lock) waits too.
 
 Model: one global runqueue ordered by vruntime (CFS picks the leftmost task);
 a running task is preempted when its slice ends and someone is waiting; a woken
-task gets CFS's sleeper credit (``min_vruntime - latency/2``) and preempts the
-running task with the largest vruntime when the lag exceeds the wakeup
-granularity (``check_preempt_wakeup``). Pause-loop exits call ``yield_to``.
+task takes an idle pCPU if there is one, else gets CFS's sleeper credit
+(``min_vruntime - latency/2``) and preempts the task on its previous pCPU when
+the lag exceeds the wakeup granularity (``check_preempt_wakeup``). Pause-loop
+exits call ``yield_to``.
 """
 
 from __future__ import annotations

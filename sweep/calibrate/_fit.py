@@ -145,15 +145,18 @@ def fit(
 
 
 def check_enough_points(measurements: MeasurementSet, space: SearchSpace) -> None:
-    """Refuse a fit with fewer fitted points (rows with a figure of weight > 0) than constants.
+    """Refuse a fit with fewer data points than constants.
+
+    A data point is one fitted figure (weight > 0): each is one equation, and
+    real, user and sys time of one run respond to different constants.
 
     Raises:
         CalibrationError: what to do about it.
     """
-    if measurements.fitted_points < len(space.bounds):
+    if measurements.figure_count < len(space.bounds):
         raise CalibrationError(
-            f"{measurements.source}: {measurements.fitted_points} measured point(s) cannot determine {len(space.bounds)} "
-            "constants; measure more configurations or fit fewer constants (--fit)"
+            f"{measurements.source}: {measurements.figure_count} fitted figure(s) cannot determine {len(space.bounds)} "
+            "constants; measure more figures or configurations, or fit fewer constants (--fit)"
         )
 
 

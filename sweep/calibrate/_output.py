@@ -51,7 +51,7 @@ def profile_yaml(result: FitResult, *, name: str, max_error: float, comments: Ma
     space, ms, fitted = result.space, result.measurements, result.best.profile
     passed = result.error <= max_error
     description = (
-        f"Fitted by flushsweep calibrate to {Path(ms.source).name} ({len(ms)} points) from base {space.base.name}; "
+        f"Fitted by flushsweep calibrate to {Path(ms.source).name} ({ms.fitted_points} points) from base {space.base.name}; "
         f"RMS relative error {result.error:.1%}."
     )
     if not passed:

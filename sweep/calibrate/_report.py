@@ -7,8 +7,10 @@ profile in the repository always comes with the evidence of how well it fits.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 from sweep.calibrate._fit import FitResult
+from sweep.calibrate._objective import Residual
 from sweep.tables import format_table
 
 
@@ -19,7 +21,7 @@ def format_report(result: FitResult, *, max_error: float, worst: int = 3) -> str
     lines = [
         f"calibration {result.study}: {result.status}; {result.trials} trial(s) ({result.failed_trials} failed), "
         f"{best_no}; sampler {result.sampler}, seed {result.seed}, {result.replicates} replicate(s) per point",
-        f"measurements: {ms.source} (sha256 {ms.sha256[:16]}, {len(ms)} points, {ms.figure_count} figures)",
+        f"measurements: {ms.source} (sha256 {ms.sha256[:16]}, {len(ms)} points, {ms.figure_count} fitted figures)",
     ]
     if result.message:
         lines.append(result.message)
@@ -32,11 +34,7 @@ def format_report(result: FitResult, *, max_error: float, worst: int = 3) -> str
         f"error (weighted RMS of relative errors): {_pct(result.error)}  ({base_err}{verdict} --max-error {_pct(max_error)})",
         "",
         "measured vs simulated",
-        format_table(
-            ["row", "point", "figure", "measured", "simulated", "error"],
-            [[str(r.point.row), r.point.name, r.figure, _num(r.measured), _num(r.simulated), _signed(r.relative)]
-             for r in result.best.residuals],
-        ),
+        _residual_table(result.best.residuals),
         "",
         f"fitted constants (base profile {space.base.name})",
     ]
@@ -49,11 +47,24 @@ def format_report(result: FitResult, *, max_error: float, worst: int = 3) -> str
         rows.append([b.name, _num(b.base), _num(value), f"x{value / b.base:.3f}" if b.base else "-",
                      f"{_num(b.low)} .. {_num(b.high)}", note])
     lines.append(format_table(["constant", "base", "fitted", "ratio", "bounds", "note"], rows))
-    lines += ["", f"worst residuals (of {len(result.best.residuals)})"]
+    lines += ["", f"worst residuals (of {sum(1 for r in result.best.residuals if r.weight > 0)} fitted)"]
     for i, r in enumerate(result.best.worst(worst), start=1):
-        lines.append(f"  {i}. row {r.point.row} ({r.point.name}) {r.figure}: measured {_num(r.measured)}, "
+        lines.append(f"  {i}. row {r.point.row} ({r.point.name}) {r.label}: measured {_num(r.measured)}, "
                      f"simulated {_num(r.simulated)} ({_signed(r.relative)})")
     return "\n".join(lines)
+
+
+def _residual_table(residuals: Sequence[Residual]) -> str:
+    """One line per figure; a weight column only when some weight is not 1 (0 reads "not fitted")."""
+    weighted = any(r.weight != 1 for r in residuals)
+    header = ["row", "point", "figure", "measured", "simulated", "error", *(["weight"] if weighted else [])]
+    rows = []
+    for r in residuals:
+        row = [str(r.point.row), r.point.name, r.label, _num(r.measured), _num(r.simulated), _signed(r.relative)]
+        if weighted:
+            row.append(f"{r.weight:g}" if r.weight > 0 else "0 (not fitted)")
+        rows.append(row)
+    return format_table(header, rows)
 
 
 def failure_banner(result: FitResult, *, max_error: float, forced: bool, out: str) -> str:
@@ -76,7 +87,8 @@ def _signed(x: float) -> str:
 
 
 def _num(x: float) -> str:
-    return f"{x:.5g}"
+    """5 significant digits, never an exponent for the large constants (a 30 ms quantum is 30000000 ns)."""
+    return f"{x:.0f}" if abs(x) >= 1e5 else f"{x:.5g}"
 
 
 __all__ = ["failure_banner", "format_report"]

@@ -4,8 +4,8 @@ Cost constants span seven orders of magnitude (a cmpxchg to a scheduler
 quantum) and act multiplicatively, so each is searched on a log scale between
 ``base / spread`` and ``base * spread`` unless bounds are given. A candidate is
 the base profile with the fitted constants replaced, rounded to
-``SIGNIFICANT_DIGITS`` so the profile written at the end is exactly the candidate
-whose runs are in the store.
+``SIGNIFICANT_DIGITS`` (base values stay as they are) so the profile written at
+the end is exactly the candidate whose runs are in the store.
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ class SearchSpace:
         missing = [n for n in self.names if n not in params]
         if missing:
             raise KeyError(f"no value for fitted constant {missing[0]!r}")
-        costs = {n: round_significant(float(params[n])) for n in self.names}
+        # a base value stays exact (however many digits it has), so the start trial is the base profile itself
+        costs = {n: v if v == self.base.cost(n) else round_significant(v) for n, v in ((n, float(params[n])) for n in self.names)}
         profile = self.base.replace(**costs)
         name = self.base.name if profile.digest() == self.base.digest() else f"{self.base.name}~{profile.digest()[:12]}"
         return _renamed(profile, name)

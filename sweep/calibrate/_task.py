@@ -49,28 +49,11 @@ def execute_candidate_batch(tasks: Sequence[RunTask], node: str) -> list[RunOutc
     return out
 
 
-def _ray_candidate_batch(tasks: Sequence[RunTask]) -> list[RunOutcome]:
-    """The Ray task: record which node ran the batch, then run it."""
-    import ray
-
-    return execute_candidate_batch(tasks, ray.get_runtime_context().get_node_id())
-
-
 def make_candidate_ray_executor(**kwargs: Any) -> Any:
-    """A ``RayExecutor`` (same arguments) whose tasks run ``execute_candidate_batch``.
-
-    RayExecutor has no ``batch=`` argument yet (InProcessExecutor has), so this
-    subclass swaps the remote function after construction; everything else
-    (start/join, retries, wait, cancel, close) is RayExecutor's own.
-    """
+    """A ``RayExecutor`` (same arguments) whose tasks run ``execute_candidate_batch``."""
     from sweep._ray import RayExecutor
 
-    class CandidateRayExecutor(RayExecutor):
-        def __init__(self, *, max_retries: int = 3, **kw: Any) -> None:
-            super().__init__(max_retries=max_retries, **kw)
-            self._remote = self._ray.remote(_ray_candidate_batch).options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)
-
-    return CandidateRayExecutor(**kwargs)
+    return RayExecutor(batch=execute_candidate_batch, **kwargs)
 
 
 __all__ = ["CandidateTask", "candidate_task", "execute_candidate_batch", "make_candidate_ray_executor"]

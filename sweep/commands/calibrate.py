@@ -2,7 +2,10 @@
 
 The CSV has one measured configuration per row: RunConfig fields as columns
 (empty cell: the default), measured real_s / user_s / sys_s / ops_per_s (empty:
-not measured), optionally weight and label; lines starting with # are comments.
+not measured), optionally label, weight or <figure>_weight (0: reported, not
+fitted) and relative_to (another row's label: fit this row's figures as ratios
+to that row's); lines starting with # are comments.
+
 The named constants are searched on a log scale (default base/4 .. base*4) with
 Optuna, starting from the base values, to minimise the weighted RMS relative
 error over every measured figure. Simulations run on Ray; the study and every

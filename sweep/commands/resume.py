@@ -22,6 +22,10 @@ from sweep._cliutil import (
 from sweep._service import execute_sweep
 from sweep.cli import UsageError
 
+#: Sweeps only their own command can finish: a fit's runs name candidate profiles that exist on no
+#: disk, and a search's pending runs mean nothing to its study unless its driver tells Optuna.
+RESUMED_BY_OWN_COMMAND = {"calibration": "flushsweep calibrate", "search": "flushsweep search"}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("resume", help="finish an interrupted or crashed sweep", description=__doc__)
@@ -37,6 +41,9 @@ def main(args: argparse.Namespace) -> int:
         if record is None:
             known = ", ".join(s.name for s in store.sweeps()[:10]) or "none yet"
             raise UsageError(f"SWEEP: no sweep named {args.sweep!r}; known sweeps: {known}")
+        if record.kind in RESUMED_BY_OWN_COMMAND:
+            command = RESUMED_BY_OWN_COMMAND[record.kind]
+            raise UsageError(f"SWEEP: {args.sweep!r} is a {record.kind}; resume it by running `{command}` again with the same arguments")
         print(f"{args.sweep}: resuming (was {record.status})", file=sys.stderr)
         report = execute_sweep(
             store, args.sweep, executor_factory(args), options=run_options(args), progress=make_progress(args, args.sweep),

@@ -9,7 +9,7 @@ the study by name: trials a killed driver left running are re-queued.
 SPEC may also be the name of a search in the store (it resumes with its stored spec).
 
 Exit status: 0 when the trial budget is spent, 130 when interrupted (run the
-same command to resume), 1 when cancelled, 2 for bad input.
+same command to resume), 1 when cancelled or stopped by --fail-fast, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -45,30 +45,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     import optuna
 
-    from sweep.search import NameTaken, OptunaSearch, SeedError, make_sampler, run_search, summary_text, write_plots
+    from sweep.search import NameTaken, OptunaSearch, SeedError, check_name, check_seed_source, make_sampler, run_search, summary_text, write_plots
     from sweep.search._driver import SearchOptions
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the summary says what matters; not a line per trial
     spec_file = Path(args.spec)
-    spec = _load(spec_file) if spec_file.exists() or spec_file.suffix in (".yaml", ".yml") else None
-    if spec is not None:
-        sampler = _checked(lambda: make_sampler(_overridden(spec, args)))  # bad sampler options: before anything is stored
+    if spec_file.exists() or spec_file.suffix in (".yaml", ".yml"):
+        spec = _load(spec_file)
+    else:
+        spec = _stored(args, args.spec)
+    spec = _overridden(spec, args)
+    sampler = _checked(lambda: make_sampler(spec))  # bad sampler options: refused before anything is stored
+    if spec.sampler.name == "grid" and spec.trials > spec.space.grid_size():
+        print(f"{spec.name}: the grid has {spec.space.grid_size()} points; trials capped to that", file=sys.stderr)
+        spec = dataclasses.replace(spec, trials=spec.space.grid_size())
     with open_store(args) as store:
-        if spec is None:
-            spec = _stored(store, args.spec)
-            sampler = _checked(lambda: make_sampler(_overridden(spec, args)))
-        spec = _overridden(spec, args)
-        if spec.sampler.name == "grid" and spec.trials > spec.space.grid_size():
-            print(f"{spec.name}: the grid has {spec.space.grid_size()} points; trials capped to that", file=sys.stderr)
-            spec = dataclasses.replace(spec, trials=spec.space.grid_size())
-        search = _checked(lambda: OptunaSearch(spec, url=store.db_url, heartbeat_s=args.heartbeat, sampler=sampler))
         try:
+            check_name(store, spec)  # before the study is created under that name
+            if args.seed_from_sweep is not None:
+                check_seed_source(store, args.seed_from_sweep)
+            search = _checked(lambda: OptunaSearch(spec, url=store.db_url, heartbeat_s=args.heartbeat, sampler=sampler))
             print(f"{spec.name}: {spec.trials} trials, {spec.parallel} in flight, sampler {spec.sampler.name}, "
                   f"{spec.replicates} replicate(s) x 2 runs per trial", file=sys.stderr)
             session = run_search(
                 store, spec, _executor_factory(args), search=search, heartbeat_s=args.heartbeat,
                 seed_from=args.seed_from_sweep, progress=_progress(args, spec.name),
-                options=SearchOptions(max_attempts=args.max_attempts),
+                options=SearchOptions(max_attempts=args.max_attempts, fail_fast=args.fail_fast),
             )
         except NameTaken as exc:
             raise UsageError(f"name: {exc}") from None
@@ -96,17 +98,24 @@ def _load(path: Path) -> Any:
         raise UsageError(str(exc)) from None
 
 
-def _stored(store: Any, name: str) -> Any:
+def _stored(args: argparse.Namespace, name: str) -> Any:
+    """The spec a stored search was started with (read-only: a mistyped name creates nothing)."""
+    from storage import StoreError
     from sweep.search import parse_search_spec
 
-    record = store.find_sweep(name)
+    try:
+        with open_store(args, readonly=True) as store:
+            record = store.find_sweep(name)
+            searches = ", ".join(s.name for s in store.sweeps() if s.kind == "search") or "none yet"
+    except StoreError as exc:
+        raise UsageError(f"SPEC: {name!r} is not a spec file, and no stored search can be resumed ({exc})") from None
     if record is None or record.kind != "search":
-        searches = ", ".join(s.name for s in store.sweeps() if s.kind == "search") or "none yet"
         raise UsageError(f"SPEC: {name!r} is neither a spec file nor a stored search; stored searches: {searches}")
     try:
-        return parse_search_spec(record.spec_text, source=f"search {name}")
+        spec = parse_search_spec(record.spec_text, source=f"search {name}")
     except SpecError as exc:
         raise UsageError(f"the stored spec of {name!r} no longer parses ({exc}); run it from its file") from None
+    return dataclasses.replace(spec, name=name)
 
 
 def _checked(make: Any) -> Any:

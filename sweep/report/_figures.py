@@ -118,7 +118,8 @@ def _heatmap(analysis: Analysis, column: str, title: str) -> RenderedFigure:
                     elif math.isnan(grid[i, j]):
                         text = "-"
                     else:
-                        text = f"{2 ** grid[i, j]:.2g}x"
+                        value = 2 ** grid[i, j]
+                        text = f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"
                     ax.text(j, i, text, ha="center", va="center", fontsize=7,
                             color="white" if not math.isnan(grid[i, j]) and abs(grid[i, j]) > limit * 0.6 else "black")
             ax.set_xticks(range(len(ratios)), [f"{x:g}" for x in ratios], fontsize=7)
@@ -229,7 +230,10 @@ def _slo_curves(spec: ReportSpec, curves: Sequence[Curve]) -> RenderedFigure:
         ax.set_xlabel("vCPU:pCPU", fontsize=7)
         ax.set_ylabel(metric, fontsize=7)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+        else:
+            ax.text(0.5, 0.5, "no value: see the table's note", ha="center", va="center", fontsize=7, transform=ax.transAxes)
     fig.suptitle(title, fontsize=11)
     return _rendered("slo-curves", title, caption, fig)
 

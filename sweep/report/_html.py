@@ -123,7 +123,7 @@ def _hazard(analysis: Analysis) -> str:
     crashing = [h for h in analysis.hazards if h.crashes_without_pv]
     text = (f"<p>{len(crashing)} of {len(analysis.hazards)} Windows Server 2016 shapes above 64 vCPUs crash at boot "
             f"(PAGE_FAULT_IN_NONPAGED_AREA) without PV flush: with more than 64 vCPUs in a non-flat topology and "
-            f"enlightenments on, the guest needs HvFlushVirtualAddressSpaceEx/ListEx (Hyper-V PV TLB flush). "
+            f"enlightenments on, the guest needs HvCallFlushVirtualAddressSpaceEx/ListEx (Hyper-V PV TLB flush). "
             f"A flat topology with more than 64 sockets boots, but Windows uses only 64 vCPUs. Columns per flush mode: "
             f"'boots' or the bugcheck seen at boot.</p>")
     return text + _table(hazard_frame(analysis))

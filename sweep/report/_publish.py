@@ -78,17 +78,25 @@ class ReportShelf:
         out = []
         if self.root.is_dir():
             for record_file in self.root.glob(f"*/*/{RECORD_FILE}"):
+                if any(part.startswith(".") for part in record_file.relative_to(self.root).parts):
+                    continue  # a staging or replaced directory, not a published report
                 record = _read_json(record_file)
                 if record is not None:
                     out.append(record)
         return sorted(out, key=lambda r: (str(r.get("generated_at", "")), str(r.get("period_key", ""))), reverse=True)
 
     def previous(self, name: str, period_key: str) -> dict[str, Any] | None:
-        """The latest report of ``name`` for another period (what "changes since" compares with)."""
-        for record in self.records():
-            if record.get("name") == name and record.get("period_key") != period_key:
-                return record
-        return None
+        """The report of ``name`` for the latest period before ``period_key`` (what "changes since" compares with).
+
+        Keys of one period kind sort in time order; when the kind changed, the
+        most recently generated report of another period is used instead.
+        """
+        others = [r for r in self.records() if r.get("name") == name and r.get("period_key") != period_key]
+        earlier = [r for r in others if _same_shape(str(r.get("period_key")), period_key) and str(r.get("period_key")) < period_key]
+        if earlier:
+            return max(earlier, key=lambda r: str(r.get("period_key")))
+        later_kind = [r for r in others if not _same_shape(str(r.get("period_key")), period_key)]
+        return later_kind[0] if later_kind else None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -115,6 +123,8 @@ class ReportShelf:
         if self.published(name, period_key) and not force:
             raise AlreadyPublished(target)
         target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in [*target.parent.glob(".staging-*"), *target.parent.glob(".replaced-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # left by a publisher that died; publishing holds the lock
         staging = target.parent / f".staging-{period_key}-{uuid.uuid4().hex[:8]}"
         try:
             ordered = sorted(files.items(), key=lambda kv: kv[0] == RECORD_FILE)
@@ -179,6 +189,11 @@ INDEX_CSS = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}"
     "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.9em}th{background:#f3f3f3}"
 )
+
+
+def _same_shape(a: str, b: str) -> bool:
+    """Period keys of the same kind: 2025-04-03 / 2025-W14 / 2025-04."""
+    return len(a) == len(b) and ("W" in a) == ("W" in b)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

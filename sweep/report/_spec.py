@@ -369,7 +369,7 @@ class _ReportParser:
                                      field=_dotted_key(path, _shown(key)))
         for key in required:
             if key not in raw:
-                raise self.doc.error(path, "missing", field=_dotted_key(path, key))
+                raise self.doc.error(path, f"missing; this mapping takes {', '.join(keys)}", field=_dotted_key(path, key))
         return raw
 
     def _label(self, path: Path, name: Any) -> str:

@@ -21,8 +21,8 @@ from sweep.search._driver import SearchController, SearchOptions, SearchReport
 from sweep.search._expr import Expr, ExprError, Scope, compile_expr
 from sweep.search._optuna import BaseSearch, OptunaSearch, Proposal, make_sampler
 from sweep.search._report import best_trials, feasible_trials, importances, pareto_front, summary_text, write_plots
-from sweep.search._seed import SeedError, SeedReport, seed_from_sweep
-from sweep.search._service import NameTaken, SearchSession, begin_search, run_search
+from sweep.search._seed import SeedError, SeedReport, check_seed_source, seed_from_sweep
+from sweep.search._service import NameTaken, SearchSession, begin_search, check_name, run_search
 from sweep.search._space import Choice, FloatRange, IntRange, Space
 from sweep.search._spec import Constraint, Objective, SamplerChoice, SearchSpec, load_search_spec, parse_search_spec
 from sweep.search._trial import Evaluation, TrialPlan, evaluate, plan_trial
@@ -54,6 +54,8 @@ __all__ = [
     "TrialPlan",
     "begin_search",
     "best_trials",
+    "check_name",
+    "check_seed_source",
     "compile_expr",
     "evaluate",
     "feasible_trials",

@@ -28,7 +28,7 @@ from sweep.search._spec import SearchSpec
 from sweep.search._trial import Evaluation, RunKey, TrialPlan, evaluate, impossible, plan_trial
 
 TrialStatus = Literal["running", "ready", "told"]
-StopReason = Literal["interrupted", "cancelled"]
+StopReason = Literal["interrupted", "cancelled", "failed"]
 
 _TRANSITIONS: dict[TrialStatus, tuple[TrialStatus, ...]] = {
     "running": ("ready", "told"),
@@ -50,12 +50,14 @@ class SearchOptions:
 
     Args:
         max_attempts: tries per run before it (and every trial that needs it) fails.
+        fail_fast: stop the search (status ``failed``) at the first run that fails for good.
         poll_s: longest wait for a run; also how quickly a stop request is noticed.
         commit_interval_s: commit finished runs at least this often, even if no trial needs them yet.
         cancel_check_s: how often to look for ``flushsweep cancel`` in the store.
     """
 
     max_attempts: int = 3
+    fail_fast: bool = False
     poll_s: float = 0.2
     commit_interval_s: float = 5.0
     cancel_check_s: float = 2.0
@@ -419,6 +421,8 @@ class SearchController:
             return
         self._runs_failed += 1
         del self._runs[rid]
+        if self.options.fail_fast:
+            self.request_stop("failed")
         summary = next((ln.strip() for ln in reversed(error.strip().splitlines()) if ln.strip()), "unknown error")
         for number in run.waiters:
             trial = self._trials[number]
@@ -453,6 +457,7 @@ class SearchController:
         if self._tickets and self._executor is not None:
             self._executor.cancel()
             self._tickets.clear()
+        self._finish()  # trials whose runs are all in (or failed for good) are told, not re-queued
         self._commit()
         for trial in list(self._trials.values()):
             with self._timed("study"):

@@ -33,16 +33,20 @@ class SeedReport:
     incomplete: int  # in the space, but some run of the trial is not stored
 
 
+def check_seed_source(store: Any, sweep: str) -> None:
+    """Raises SeedError (naming the known sweeps) when there is no sweep ``sweep`` to seed from."""
+    if store.find_sweep(sweep) is None:
+        known = ", ".join(s.name for s in store.sweeps() if s.kind != "search")[:300] or "none yet"
+        raise SeedError(f"no sweep named {sweep!r}; known sweeps: {known}")
+
+
 def seed_from_sweep(store: Any, spec: SearchSpec, search: BaseSearch, cache: RunCache, run_key: RunKey, sweep: str) -> SeedReport:
     """Queue the configurations of ``sweep`` that this search can score from stored runs.
 
     Raises:
         SeedError: no sweep of that name.
     """
-    record = store.find_sweep(sweep)
-    if record is None:
-        known = ", ".join(s.name for s in store.sweeps() if s.kind != "search")[:300] or "none yet"
-        raise SeedError(f"no sweep named {sweep!r}; known sweeps: {known}")
+    check_seed_source(store, sweep)
     columns = set(store.columns()) if hasattr(store, "columns") else set()
     if "flush_mode" not in columns:
         return SeedReport(sweep, 0, 0, 0, 0)
@@ -79,4 +83,4 @@ def seed_from_sweep(store: Any, spec: SearchSpec, search: BaseSearch, cache: Run
     return SeedReport(sweep, queued, len(candidates) - queued, outside, incomplete)
 
 
-__all__ = ["SeedError", "SeedReport", "seed_from_sweep"]
+__all__ = ["SeedError", "SeedReport", "check_seed_source", "seed_from_sweep"]

@@ -7,6 +7,7 @@ it) and land in the same Parquet results and runs table, shared by run_id.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ from sweep._spec import Impossible
 from sweep.search._cache import RunCache
 from sweep.search._driver import SearchController, SearchOptions, SearchReport
 from sweep.search._optuna import BaseSearch, OptunaSearch
-from sweep.search._seed import SeedReport, seed_from_sweep
+from sweep.search._seed import SeedReport, check_seed_source, seed_from_sweep
 from sweep.search._spec import SearchSpec
 from sweep.search._trial import Evaluation, RunKey, plan_trial
 
@@ -39,15 +40,24 @@ class SearchSession:
     search: BaseSearch
 
 
+def check_name(store: Any, spec: SearchSpec) -> None:
+    """Refuse a name a sweep (not a search) already has, before anything is created under it.
+
+    Raises:
+        NameTaken: with the kind of the record that has the name.
+    """
+    record = store.find_sweep(spec.name)
+    if record is not None and record.kind != "search":
+        raise NameTaken(f"{spec.name!r} is already the name of a {record.kind}; give the search another name")
+
+
 def begin_search(store: Any, spec: SearchSpec) -> int:
     """Create (or reopen) the search's sweep record; returns runs a dead driver left running (now pending).
 
     Raises:
         NameTaken: a sweep (not a search) already has this name.
     """
-    record = store.find_sweep(spec.name)
-    if record is not None and record.kind != "search":
-        raise NameTaken(f"{spec.name!r} is already the name of a {record.kind}; give the search another name")
+    check_name(store, spec)
     store.begin_sweep(spec.name, spec.text, kind="search")
     return store.requeue(spec.name)
 
@@ -89,6 +99,10 @@ def run_search(
         ...     session.report.told
     """
     key = run_key or default_run_key()
+    if spec.sampler.name == "grid":  # past its last point a grid sampler only repeats itself
+        spec = dataclasses.replace(spec, trials=min(spec.trials, spec.space.grid_size()))
+    if seed_from is not None:
+        check_seed_source(store, seed_from)
     requeued = begin_search(store, spec)
     strategy = search or OptunaSearch(spec, url=store.db_url, heartbeat_s=heartbeat_s)
     recovered = strategy.recover()
@@ -117,4 +131,4 @@ def _example(spec: SearchSpec, run_key: RunKey) -> Any:
     return None
 
 
-__all__ = ["NameTaken", "SearchSession", "begin_search", "run_search"]
+__all__ = ["NameTaken", "SearchSession", "begin_search", "check_name", "run_search"]
