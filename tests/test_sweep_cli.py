@@ -101,8 +101,9 @@ def test_quickstart_runs_and_prints_pv_benefit_then_costs_nothing_again(tmp_path
     assert f"sweep quickstart: done; {len(exp.runs)} done, 0 skipped, 0 failed" in first.stdout
     table = first.stdout.split("PV benefit", 1)[1].splitlines()
     header = next(ln for ln in table if ln.startswith("vcpus"))
-    assert header.split()[:5] == ["vcpus", "threads", "topology", "overcommit", "pairs"] and "real x" in header
-    assert sum(1 for ln in table if ln.strip() and ln.split()[0].isdigit()) == 8  # 2 sizes x 2 topologies x 2 overcommits
+    assert header.split()[:6] == ["vcpus", "threads", "topology", "overcommit", "hv_semantics", "pairs"] and "real x" in header
+    # 2 sizes x 2 topologies x 2 overcommits x 2 handler semantics
+    assert sum(1 for ln in table if ln.strip() and ln.split()[0].isdigit()) == 16
     ids = stored_run_ids(store_dir, sweep="quickstart")
     assert len(ids) == len(set(ids)) == len(exp.runs)
 
