@@ -200,12 +200,13 @@ def _literal_choices() -> dict[str, tuple[str, ...]]:
     return {name: typing.get_args(tp) for name, tp in hints.items() if typing.get_origin(tp) is typing.Literal}
 
 
-_CHOICES = _literal_choices()
+#: Values a Literal-typed RunConfig field may take (guest_os, flush_mode, ...).
+FIELD_CHOICES = _literal_choices()
 _NUMERIC = {name for name in field_names() if isinstance(getattr(RunConfig(), name), (int, float)) and not isinstance(getattr(RunConfig(), name), bool)}
 _FLOATS = {name for name in field_names() if isinstance(getattr(RunConfig(), name), float)}
 
 
-def _did_you_mean(name: str, known: list[str]) -> str:
+def did_you_mean(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
 
@@ -225,7 +226,7 @@ class _Parser:
             raise self.err((), "a spec is a mapping with at least 'name' (and usually 'base', 'axes')")
         for key in top:
             if key not in SPEC_KEYS:
-                raise self.err((key,), f"unknown key; {_did_you_mean(key, list(SPEC_KEYS))}")
+                raise self.err((key,), f"unknown key; {did_you_mean(key, list(SPEC_KEYS))}")
         name = self._name(top)
         description = top.get("description", "")
         if not isinstance(description, str):
@@ -325,7 +326,7 @@ class _Parser:
             raise self.err(path, f"{name} is not numeric; list its values instead of a range")
         if set(spec) == {"log2"}:
             bounds = spec["log2"]
-            if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)):
+            if not (isinstance(bounds, list) and len(bounds) == 2 and all(is_number(b) for b in bounds)):
                 raise self.err((*path, "log2"), "expected [lo, hi], e.g. {log2: [1, 64]}")
             lo, hi = bounds
             if lo <= 0 or hi < lo:
@@ -342,7 +343,7 @@ class _Parser:
             raise self.err(path, f"{hint}a range is {{from: a, to: b, step: s}} (inclusive) or {{log2: [lo, hi]}}")
         start, stop, step = spec["from"], spec["to"], spec.get("step", 1)
         for key, v in (("from", start), ("to", stop), ("step", step)):
-            if not _is_number(v):
+            if not is_number(v):
                 raise self.err((*path, key), f"expected a number, got {v!r}")
         if step <= 0:
             raise self.err((*path, "step"), f"must be > 0, got {step}")
@@ -392,13 +393,13 @@ class _Parser:
             raise self.err(path, "expected a field name or {field, baseline, baseline_overrides}")
         for key in raw:
             if key not in ("field", "baseline", "baseline_overrides"):
-                raise self.err((*path, key), f"unknown key; {_did_you_mean(key, ['field', 'baseline', 'baseline_overrides'])}")
+                raise self.err((*path, key), f"unknown key; {did_you_mean(key, ['field', 'baseline', 'baseline_overrides'])}")
         name = raw.get("field")
         if not isinstance(name, str):
             raise self.err(path, "field: missing; name the swept field to compare, e.g. flush_mode")
         fpath = (*path, "field") if "field" in raw else path
         if name not in field_names():
-            raise self.err(fpath, f"{name!r} is not a RunConfig field; {_did_you_mean(name, field_names())}")
+            raise self.err(fpath, f"{name!r} is not a RunConfig field; {did_you_mean(name, field_names())}")
         axis = next((a for a in axes if name in a.fields), None)
         if axis is None:
             raise self.err(fpath, f"{name} is not swept; add it to axes to compare its values")
@@ -413,7 +414,7 @@ class _Parser:
         for key, value in overrides_raw.items():
             opath = (*path, "baseline_overrides", key)
             if key not in field_names():
-                raise self.err(opath, f"unknown RunConfig field; {_did_you_mean(key, field_names())}")
+                raise self.err(opath, f"unknown RunConfig field; {did_you_mean(key, field_names())}")
             if key == name:
                 raise self.err(opath, f"{name} is the compared field; set it with baseline")
             if key == "topology":
@@ -424,42 +425,10 @@ class _Parser:
     # --- values -----------------------------------------------------------------
     def _check_field(self, path: Path, name: Any, label: str | None = None) -> None:
         if name not in self.assignable:
-            raise self.doc.error(path, f"unknown RunConfig field; {_did_you_mean(str(name), self.assignable)}", field=label)
+            raise self.doc.error(path, f"unknown RunConfig field; {did_you_mean(str(name), self.assignable)}", field=label)
 
     def _value(self, name: str, raw: Any, path: Path) -> Any:
-        if name == OVERCOMMIT:
-            if not _is_number(raw) or raw <= 0:
-                raise self.err(path, f"overcommit is vcpus / pcpus, a number > 0; got {raw!r}")
-            return float(raw)
-        if name == "topology":
-            return self._topology(raw, path)
-        try:
-            value = coerce(name, raw)
-        except ConfigError as exc:
-            raise self.err(path, exc.problem) from None
-        choices = _CHOICES.get(name)
-        if choices and value not in choices:
-            raise self.err(path, f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def _topology(self, raw: Any, path: Path) -> str | TopologyRule:
-        if isinstance(raw, str):
-            text = raw.strip().lower()
-            if text in TOPOLOGY_KEYWORDS or _EXPLICIT_TOPOLOGY_RE.match(text):
-                if _EXPLICIT_TOPOLOGY_RE.match(text) and 0 in (int(p) for p in text.split("x")):
-                    raise self.err(path, f"{raw!r}: sockets, cores and threads must each be >= 1")
-                return text
-            raise self.err(path, f"{raw!r} is not SxCxT (e.g. 64x1x2), {', '.join(TOPOLOGY_KEYWORDS)} or {{cores-per-socket: N}}")
-        if isinstance(raw, dict) and raw:
-            parts: dict[str, int] = {}
-            for key, value in raw.items():
-                if key not in TOPOLOGY_RULE_KEYS:
-                    raise self.err((*path, key), f"unknown topology key; {_did_you_mean(key, list(TOPOLOGY_RULE_KEYS))}")
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise self.err((*path, key), f"expected a whole number >= 1, got {value!r}")
-                parts[key.replace("-", "_")] = value
-            return TopologyRule(**parts)
-        raise self.err(path, "a topology is SxCxT, flat, smt2, auto or {cores-per-socket: N}")
+        return parse_field_value(name, raw, path, self.doc)
 
     # --- cross-field checks ---------------------------------------------------------
     def _check_pcpus_overcommit(self, base: dict[str, Any], axes: tuple[Axis, ...]) -> None:
@@ -477,8 +446,50 @@ class _Parser:
             raise self.err(("axes",), f"{total} combinations (more than {MAX_COMBINATIONS}); narrow an axis")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+def parse_field_value(name: str, raw: Any, path: Path, doc: MarkedDocument) -> Any:
+    """One spec value for a RunConfig field (or ``overcommit``), coerced; errors point at ``path``.
+
+    Shared by sweep, search and report specs, so a value means the same everywhere.
+    """
+    if name == OVERCOMMIT:
+        if not is_number(raw) or raw <= 0:
+            raise doc.error(path, f"overcommit is vcpus / pcpus, a number > 0; got {raw!r}")
+        return float(raw)
+    if name == "topology":
+        return parse_topology_value(raw, path, doc)
+    try:
+        value = coerce(name, raw)
+    except ConfigError as exc:
+        raise doc.error(path, exc.problem) from None
+    choices = FIELD_CHOICES.get(name)
+    if choices and value not in choices:
+        raise doc.error(path, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def parse_topology_value(raw: Any, path: Path, doc: MarkedDocument) -> "str | TopologyRule":
+    """A topology as written in a spec: ``SxCxT``, a keyword, or a rule such as ``{cores-per-socket: N}``."""
+    if isinstance(raw, str):
+        text = raw.strip().lower()
+        if text in TOPOLOGY_KEYWORDS or _EXPLICIT_TOPOLOGY_RE.match(text):
+            if _EXPLICIT_TOPOLOGY_RE.match(text) and 0 in (int(p) for p in text.split("x")):
+                raise doc.error(path, f"{raw!r}: sockets, cores and threads must each be >= 1")
+            return text
+        raise doc.error(path, f"{raw!r} is not SxCxT (e.g. 64x1x2), {', '.join(TOPOLOGY_KEYWORDS)} or {{cores-per-socket: N}}")
+    if isinstance(raw, dict) and raw:
+        parts: dict[str, int] = {}
+        for key, value in raw.items():
+            if key not in TOPOLOGY_RULE_KEYS:
+                raise doc.error((*path, key), f"unknown topology key; {did_you_mean(key, list(TOPOLOGY_RULE_KEYS))}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise doc.error((*path, key), f"expected a whole number >= 1, got {value!r}")
+            parts[key.replace("-", "_")] = value
+        return TopologyRule(**parts)
+    raise doc.error(path, "a topology is SxCxT, flat, smt2, auto or {cores-per-socket: N}")
+
 
 
 def resolve_assignment(values: Mapping[str, Any]) -> RunConfig:

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any, Mapping
 
-from sweep._spec import TopologyRule, _did_you_mean, _Parser
+from sweep._spec import TopologyRule, _Parser, parse_topology_value
+from sweep._spec import did_you_mean as _did_you_mean
 from sweep._yaml import MarkedDocument, Path, SpecError, load_marked
 from workers.config import FLUSH_MODES, GUEST_OSES, WORKLOADS, ConfigError, RunConfig
 from workers.profiles import load_profile
@@ -260,7 +261,7 @@ class _ReportParser:
             topo_raw = item.get("topologies", ["auto"])
             if not isinstance(topo_raw, list) or not topo_raw:
                 raise self.err((*path, "topologies"), "expected a non-empty list, e.g. [smt2, flat, {cores-per-socket: 4}]")
-            topologies = tuple(self.fields._topology(t, (*path, "topologies", j)) for j, t in enumerate(topo_raw))
+            topologies = tuple(parse_topology_value(t, (*path, "topologies", j), self.fields.doc) for j, t in enumerate(topo_raw))
             for j, t in enumerate(topologies):
                 if str(t) in [str(u) for u in topologies[:j]]:
                     raise self.err((*path, "topologies", j), f"{t} is listed twice")

@@ -37,7 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Literal, Mapping
 
-from sweep._spec import OVERCOMMIT, TOPOLOGY_RULE_KEYS, Compare, Impossible, TopologyRule
+from sweep._spec import FIELD_CHOICES as _CHOICES
+from sweep._spec import OVERCOMMIT, Compare, Impossible, TopologyRule, parse_field_value
+from sweep._spec import did_you_mean as _did_you_mean
+from sweep._spec import is_number as _is_number
 from sweep._yaml import MarkedDocument, Path, SpecError, load_marked
 from sweep.search._expr import Expr, ExprError, compile_expr
 from sweep.search._space import MAX_GRID, Choice, FloatRange, IntRange, Param, Space, build_config, topology_label
@@ -62,7 +65,6 @@ DIRECTIONS = ("maximize", "minimize")
 
 Direction = Literal["maximize", "minimize"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_EXPLICIT_TOPOLOGY_RE = re.compile(r"^\d+x\d+x\d+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,20 +155,10 @@ def parse_search_spec(text: str, source: str = "<search>") -> SearchSpec:
 # --- the parser ------------------------------------------------------------------
 
 
-def _literal_choices() -> dict[str, tuple[str, ...]]:
-    hints = typing.get_type_hints(RunConfig)
-    return {name: typing.get_args(tp) for name, tp in hints.items() if typing.get_origin(tp) is typing.Literal}
-
-
-_CHOICES = _literal_choices()
 _DEFAULTS = {name: f.default for name, f in RunConfig.__dataclass_fields__.items()}
 _INTS = {n for n, v in _DEFAULTS.items() if isinstance(v, int) and not isinstance(v, bool)}
 _FLOATS = {n for n, v in _DEFAULTS.items() if isinstance(v, float)}
 
-
-def _did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(str(name), known, n=1)
-    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
 
 
 _COMPATIBLE = {"a whole number": ("a whole number",), "a number": ("a number", "a whole number"), "true or false": ("true or false",), "a word": ("a word",)}
@@ -184,9 +176,6 @@ def _kind(value: Any) -> str | None:
         return "a word"
     return None
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class _Parser:
@@ -521,39 +510,7 @@ class _Parser:
             raise self.doc.error(path, f"unknown RunConfig field; {_did_you_mean(str(name), self.assignable)}")
 
     def _value(self, name: str, raw: Any, path: Path) -> Any:
-        if name == OVERCOMMIT:
-            if not _is_number(raw) or raw <= 0:
-                raise self.err(path, f"overcommit is vcpus / pcpus, a number > 0; got {raw!r}")
-            return float(raw)
-        if name == "topology":
-            return self._topology(raw, path)
-        try:
-            value = coerce(name, raw)
-        except ConfigError as exc:
-            raise self.err(path, exc.problem) from None
-        choices = _CHOICES.get(name)
-        if choices and value not in choices:
-            raise self.err(path, f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def _topology(self, raw: Any, path: Path) -> str | TopologyRule:
-        if isinstance(raw, str):
-            text = raw.strip().lower()
-            if text in TOPOLOGY_KEYWORDS or _EXPLICIT_TOPOLOGY_RE.match(text):
-                if _EXPLICIT_TOPOLOGY_RE.match(text) and 0 in (int(p) for p in text.split("x")):
-                    raise self.err(path, f"{raw!r}: sockets, cores and threads must each be >= 1")
-                return text
-            raise self.err(path, f"{raw!r} is not SxCxT (e.g. 64x1x2), {', '.join(TOPOLOGY_KEYWORDS)} or {{cores-per-socket: N}}")
-        if isinstance(raw, dict) and raw:
-            parts: dict[str, int] = {}
-            for key, value in raw.items():
-                if key not in TOPOLOGY_RULE_KEYS:
-                    raise self.err((*path, key), f"unknown topology key; {_did_you_mean(key, list(TOPOLOGY_RULE_KEYS))}")
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise self.err((*path, key), f"expected a whole number >= 1, got {value!r}")
-                parts[key.replace("-", "_")] = value
-            return TopologyRule(**parts)
-        raise self.err(path, "a topology is SxCxT, flat, smt2, auto or {cores-per-socket: N}")
+        return parse_field_value(name, raw, path, self.doc)
 
 
 __all__ = [
