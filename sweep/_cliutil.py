@@ -28,9 +28,9 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how runs execute."""
     group = parser.add_argument_group("execution")
     group.add_argument("--address", default=None, help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT (default: start an embedded local Ray)")
-    group.add_argument("--workers", type=_positive_int, default=None, help="concurrent tasks (default: CPUs of this machine, or of the cluster)")
-    group.add_argument("--max-attempts", type=_positive_int, default=3, help="tries per run before it is recorded failed (default 3)")
-    group.add_argument("--max-retries", type=_nonnegative_int, default=3, help="Ray retries of a task whose worker or node died (default 3)")
+    group.add_argument("--workers", type=positive_int, default=None, help="concurrent tasks (default: CPUs of this machine, or of the cluster)")
+    group.add_argument("--max-attempts", type=positive_int, default=3, help="tries per run before it is recorded failed (default 3)")
+    group.add_argument("--max-retries", type=int_at_least(0), default=3, help="Ray retries of a task whose worker or node died (default 3)")
     group.add_argument("--fail-fast", action="store_true", help="stop at the first run that fails for good")
     group.add_argument("--ship-code", action="store_true", help="upload the project to the cluster (Ray working_dir) instead of using a shared disk")
     group.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto", help="progress display (default: a bar on a terminal, lines otherwise)")
@@ -47,39 +47,42 @@ def make_progress(args: argparse.Namespace, label: str) -> Progress | None:
     return Progress(label, stream=sys.stderr, tty=tty)
 
 
-def executor_factory(args: argparse.Namespace):
-    """A factory, so Ray starts only when a sweep has something to run."""
+def executor_factory(args: argparse.Namespace, *, batch: Any = None):
+    """A factory, so Ray starts only when a sweep has something to run.
+
+    ``batch`` replaces what each task runs (default: the real simulation of named profiles).
+    """
 
     def make() -> Any:
         from sweep._ray import ClusterError, RayExecutor
         from sweep.cli import UsageError
 
+        extra = {} if batch is None else {"batch": batch}
         try:
-            return RayExecutor(address=args.address, workers=args.workers, max_retries=args.max_retries, ship_code=args.ship_code)
+            return RayExecutor(address=args.address, workers=args.workers, max_retries=args.max_retries,
+                               ship_code=args.ship_code, **extra)
         except ClusterError as exc:
             raise UsageError(f"--address: {exc}" if args.address else str(exc)) from None
 
     return make
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def int_at_least(low: int):
+    """An argparse type: a whole number >= ``low``, with a one-line error otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+positive_int = int_at_least(1)
 
 
 def stored_spec(record: Any) -> Any:

@@ -30,7 +30,7 @@ from sweep.calibrate._objective import Evaluation, Residual, evaluate, rms_relat
 from sweep.calibrate._output import base_comments, profile_yaml, report_path, write_profile
 from sweep.calibrate._report import failure_banner, format_report
 from sweep.calibrate._space import DEFAULT_SPREAD, SIGNIFICANT_DIGITS, Bound, SearchSpace, parse_bound, round_significant
-from sweep.calibrate._task import CandidateTask, candidate_task, execute_candidate_batch, make_candidate_ray_executor
+from sweep.calibrate._task import CandidateTask, candidate_task, execute_candidate_batch
 
 __all__ = [
     "DEFAULT_SPREAD",
@@ -60,7 +60,6 @@ __all__ = [
     "format_measurements",
     "format_report",
     "load_measurements",
-    "make_candidate_ray_executor",
     "parse_bound",
     "parse_measurements",
     "profile_yaml",

@@ -49,11 +49,4 @@ def execute_candidate_batch(tasks: Sequence[RunTask], node: str) -> list[RunOutc
     return out
 
 
-def make_candidate_ray_executor(**kwargs: Any) -> Any:
-    """A ``RayExecutor`` (same arguments) whose tasks run ``execute_candidate_batch``."""
-    from sweep._ray import RayExecutor
-
-    return RayExecutor(batch=execute_candidate_batch, **kwargs)
-
-
-__all__ = ["CandidateTask", "candidate_task", "execute_candidate_batch", "make_candidate_ray_executor"]
+__all__ = ["CandidateTask", "candidate_task", "execute_candidate_batch"]

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sweep._cliutil import add_execution_arguments, add_store_arguments, open_store
+from sweep._cliutil import add_execution_arguments, add_store_arguments, open_store, positive_int
 from sweep._controller import RunOptions
 from sweep.cli import UsageError
 
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="NEW.yaml", help="where to write the fitted profile")
     p.add_argument("--name", default=None, help="the fitted profile's name (default: the --out file's stem)")
     g = p.add_argument_group("fit")
-    g.add_argument("--trials", type=_positive_int, default=60, help="trials in the study in total (default 60); more continues a fit")
+    g.add_argument("--trials", type=positive_int, default=60, help="trials in the study in total (default 60); more continues a fit")
     g.add_argument("--target-error", type=_fraction, default=0.0, metavar="X", help="stop once a trial's error is <= X (default 0: run every trial)")
     g.add_argument("--max-error", type=_fraction, default=0.10, metavar="X", help="fail the fit above this RMS relative error (default 0.10)")
     g.add_argument("--force", action="store_true", help="write the profile even when the fit failed")
@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--bound", action="append", default=[], metavar="NAME=LOW:HIGH", help="explicit bounds for one constant (repeatable)")
     g.add_argument("--seed", type=int, default=None, help="sampler seed (default: the study's; 0 for a new study)")
     g.add_argument("--sampler", choices=("cmaes", "tpe"), default=None, help="Optuna sampler (default: cmaes, tpe for one constant)")
-    g.add_argument("--replicates", type=_positive_int, default=1, help="simulation seeds averaged per point (default 1)")
-    g.add_argument("--parallel-trials", type=_positive_int, default=1, metavar="K", help="trials simulated at once (default 1)")
+    g.add_argument("--replicates", type=positive_int, default=1, help="simulation seeds averaged per point (default 1)")
+    g.add_argument("--parallel-trials", type=positive_int, default=1, metavar="K", help="trials simulated at once (default 1)")
     g.add_argument("--study", default=None, help="study name (default: derived from the CSV hash, base profile and fitted constants)")
     g.add_argument("--in-process", action="store_true", help="simulate in this process instead of on Ray (small fits, debugging)")
     add_execution_arguments(p)
@@ -127,31 +127,13 @@ def main(args: argparse.Namespace) -> int:
 
 def _executor(args: argparse.Namespace) -> Any:
     """A factory: Ray (or this process) starts only when something must be simulated."""
+    from sweep._cliutil import executor_factory
+    from sweep._executor import InProcessExecutor
+    from sweep.calibrate import execute_candidate_batch
 
-    def make() -> Any:
-        from sweep._executor import InProcessExecutor
-        from sweep._ray import ClusterError
-        from sweep.calibrate import execute_candidate_batch, make_candidate_ray_executor
-
-        if args.in_process:
-            return InProcessExecutor(batch=execute_candidate_batch)
-        try:
-            return make_candidate_ray_executor(address=args.address, workers=args.workers, max_retries=args.max_retries,
-                                               ship_code=args.ship_code)
-        except ClusterError as exc:
-            raise UsageError(f"--address: {exc}" if args.address else str(exc)) from None
-
-    return make
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    if args.in_process:
+        return lambda: InProcessExecutor(batch=execute_candidate_batch)
+    return executor_factory(args, batch=execute_candidate_batch)
 
 
 def _fraction(text: str) -> float:

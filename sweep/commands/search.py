@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sweep._cliutil import _positive_int, add_execution_arguments, add_store_arguments, open_store
+from sweep._cliutil import add_execution_arguments, add_store_arguments, open_store, positive_int
 from sweep._yaml import SpecError
 from sweep.cli import UsageError
 
@@ -29,13 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search for the configurations where PV flush pays off most (Optuna)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", metavar="SPEC", help="search spec, e.g. configs/search/quickstart.yaml (or a stored search's name)")
-    p.add_argument("--trials", type=_positive_int, default=None, help="trials to evaluate in total (default: the spec's)")
-    p.add_argument("--parallel", type=_positive_int, default=None, help="trials in flight (default: the spec's)")
+    p.add_argument("--trials", type=positive_int, default=None, help="trials to evaluate in total (default: the spec's)")
+    p.add_argument("--parallel", type=positive_int, default=None, help="trials in flight (default: the spec's)")
     p.add_argument("--seed-from-sweep", metavar="SWEEP", default=None, help="first feed this sweep's finished results into the study")
     p.add_argument("--plots", metavar="DIR", type=Path, default=None, help="write history, importance, slice and contour figures (PNG) here")
-    p.add_argument("--top", type=_positive_int, default=5, help="best configurations shown (default 5)")
+    p.add_argument("--top", type=positive_int, default=5, help="best configurations shown (default 5)")
     p.add_argument("--local", action="store_true", help="simulate in this process instead of on Ray")
-    p.add_argument("--heartbeat", type=_positive_int, default=10, metavar="S",
+    p.add_argument("--heartbeat", type=positive_int, default=10, metavar="S",
                    help="seconds between heartbeats of in-flight trials; 3x this without one marks a dead driver's trial (default 10)")
     add_execution_arguments(p)
     add_store_arguments(p)
