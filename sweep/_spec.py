@@ -33,7 +33,7 @@ from pathlib import Path as FsPath
 from typing import Any, Mapping
 
 from sweep._where import DERIVED_NAMES, WhereClause, WhereSyntaxError, compile_where
-from sweep._yaml import MarkedDocument, Path, SpecError, dotted, load_marked
+from sweep._yaml import MarkedDocument, Path, SpecError, dotted, load_marked, read_spec_file
 from workers.config import TOPOLOGY_KEYWORDS, ConfigError, RunConfig, coerce, field_names, parse_topology
 
 #: Keys a spec may have at the top level.
@@ -173,12 +173,7 @@ def load_spec(path: str | FsPath) -> SweepSpec:
     Raises:
         SpecError: ``file:line: field: problem`` for anything invalid, or when the file cannot be read.
     """
-    p = FsPath(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(str(path), 0, "", f"cannot read the spec: {exc.strerror or exc}") from None
-    return parse_spec(text, source=str(path))
+    return parse_spec(read_spec_file(path, "spec"), source=str(path))
 
 
 def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:

@@ -7,6 +7,8 @@ plain dicts/lists/scalars alongside a table from each value's path to its line.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,15 @@ def dotted(path: Path) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+def read_spec_file(path: "str | os.PathLike[str]", what: str = "spec") -> str:
+    """A spec file's text; an unreadable file is a SpecError like any other spec problem."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise SpecError(str(path), 0, "", f"cannot read the {what}: {exc.strerror or exc}") from None
 
 
 def load_marked(text: str, source: str = "<spec>") -> MarkedDocument:

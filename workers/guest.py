@@ -19,7 +19,7 @@ from collections import deque
 from random import Random
 from typing import TYPE_CHECKING, Callable, Generator
 
-from workers.host import HALTED, RUNNABLE, RUNNING, HostTask
+from workers.host import HALTED, RUNNING, HostTask
 
 if TYPE_CHECKING:
     from workers.des import Simulation

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 from sweep._spec import TopologyRule, _Parser, parse_topology_value
 from sweep._spec import did_you_mean as _did_you_mean
-from sweep._yaml import MarkedDocument, Path, SpecError, load_marked
+from sweep._yaml import MarkedDocument, Path, SpecError, load_marked, read_spec_file
 from workers.config import FLUSH_MODES, GUEST_OSES, WORKLOADS, ConfigError, RunConfig
 from workers.profiles import load_profile
 
@@ -148,12 +148,7 @@ def load_report_spec(path: str | FsPath) -> ReportSpec:
     Raises:
         SpecError: ``file:line: field: problem`` for anything invalid, or when the file cannot be read.
     """
-    p = FsPath(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(str(path), 0, "", f"cannot read the report spec: {exc.strerror or exc}") from None
-    return parse_report_spec(text, source=str(path))
+    return parse_report_spec(read_spec_file(path, "report spec"), source=str(path))
 
 
 def parse_report_spec(text: str, source: str = "<report>") -> ReportSpec:

@@ -27,24 +27,21 @@ and how to search. Everything a user can get wrong is reported as
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import inspect
-import math
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Literal, Mapping
 
 from sweep._spec import FIELD_CHOICES as _CHOICES
-from sweep._spec import OVERCOMMIT, Compare, Impossible, TopologyRule, parse_field_value
+from sweep._spec import OVERCOMMIT, Compare, Impossible, parse_field_value
 from sweep._spec import did_you_mean as _did_you_mean
 from sweep._spec import is_number as _is_number
-from sweep._yaml import MarkedDocument, Path, SpecError, load_marked
+from sweep._yaml import MarkedDocument, Path, SpecError, load_marked, read_spec_file
 from sweep.search._expr import Expr, ExprError, compile_expr
 from sweep.search._space import MAX_GRID, Choice, FloatRange, IntRange, Param, Space, build_config, topology_label
-from workers.config import FLUSH_MODES, TOPOLOGY_KEYWORDS, ConfigError, RunConfig, coerce, field_names
+from workers.config import FLUSH_MODES, ConfigError, RunConfig, field_names
 
 #: Keys a search spec may have at the top level.
 SPEC_KEYS = (
@@ -133,12 +130,7 @@ def load_search_spec(path: str | FsPath) -> SearchSpec:
     Raises:
         SpecError: ``file:line: field: problem`` for anything invalid, or when the file cannot be read.
     """
-    p = FsPath(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(str(path), 0, "", f"cannot read the search spec: {exc.strerror or exc}") from None
-    return parse_search_spec(text, source=str(path))
+    return parse_search_spec(read_spec_file(path, "search spec"), source=str(path))
 
 
 def parse_search_spec(text: str, source: str = "<search>") -> SearchSpec:
