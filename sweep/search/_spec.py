@@ -35,7 +35,8 @@ from pathlib import Path as FsPath
 from typing import Any, Literal, Mapping
 
 from sweep._spec import FIELD_CHOICES as _CHOICES
-from sweep._spec import OVERCOMMIT, Compare, Impossible, parse_field_value
+from sweep._spec import OVERCOMMIT, Compare, Impossible
+from sweep._spec import _Parser as _SweepParser
 from sweep._spec import did_you_mean as _did_you_mean
 from sweep._spec import is_number as _is_number
 from sweep._yaml import MarkedDocument, Path, SpecError, load_marked, read_spec_file
@@ -170,14 +171,8 @@ def _kind(value: Any) -> str | None:
 
 
 
-class _Parser:
-    def __init__(self, doc: MarkedDocument, text: str) -> None:
-        self.doc = doc
-        self.text = text
-        self.assignable = [*field_names(), OVERCOMMIT]
-
-    def err(self, path: Path, problem: str) -> SpecError:
-        return self.doc.error(path, problem)
+class _Parser(_SweepParser):
+    """A search spec shares base fields, values and errors with sweep specs (the sweep parser)."""
 
     def parse(self) -> SearchSpec:
         top = self.doc.value
@@ -497,12 +492,6 @@ class _Parser:
                 raise self.err(("sampler", key), f"expected {kind} (like the default {default!r}), got {value!r}")
 
     # --- values -----------------------------------------------------------------
-    def _check_field(self, path: Path, name: Any) -> None:
-        if name not in self.assignable:
-            raise self.doc.error(path, f"unknown RunConfig field; {_did_you_mean(str(name), self.assignable)}")
-
-    def _value(self, name: str, raw: Any, path: Path) -> Any:
-        return parse_field_value(name, raw, path, self.doc)
 
 
 __all__ = [
