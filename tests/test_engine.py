@@ -192,3 +192,39 @@ def test_duration_workloads_report_throughput(workload):
     else:
         assert r.shootdowns == r.ops
 
+
+
+class PleRecorder(Probe):
+    """Checks KVM's PLE window rules: base window after every sched-in, doubled on each exit that did not yield."""
+
+    def __init__(self, base_ns: int) -> None:
+        self.base_ns = base_ns
+        self.last: dict[int, int | None] = {}
+        self.exits = self.grown = 0
+        self.wrong: list[str] = []
+
+    def dispatch(self, now, pcpu, task):
+        self.last[id(task)] = None  # vmx_sched_in(): shrink_ple_window() back to the base
+
+    def ple_exit(self, now, vcpu, window_ns):
+        self.exits += 1
+        prev = self.last.get(id(vcpu))
+        expected = self.base_ns if prev is None else prev * 2
+        if prev is not None:
+            self.grown += 1
+        if window_ns != expected:
+            self.wrong.append(f"t={now}: vCPU {vcpu.index} spun {window_ns} ns, expected {expected}")
+        self.last[id(vcpu)] = window_ns
+
+
+def test_ple_window_resets_on_sched_in_and_doubles_while_the_spinner_keeps_its_pcpu():
+    rec = PleRecorder(base_ns=2000)
+    # Overcommitted Windows guest flushing natively: shootdown initiators spin on preempted
+    # targets, and lock waiters spin on preempted holders.
+    cfg = RunConfig(vcpus=32, topology="16x1x2", pcpus=4, threads=17, iterations=6, pages=4096,
+                    guest_os="windows-2016", enlightenments=False, flush_mode="native",
+                    ple_window_us=2, profile="literature")
+    r = simulate(cfg, probe=rec)
+    assert rec.exits == r.ple_exits > 0
+    assert rec.grown > 0, "no spinner ever kept its pCPU across a PLE exit"
+    assert rec.wrong == []

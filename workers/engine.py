@@ -45,7 +45,7 @@ def boot_crash(cfg: RunConfig) -> str:
 
 #: Bump when a change to the engine changes what any run computes: stored results
 #: then belong to other run_ids and are recomputed instead of served stale.
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 
 
 def run_key(cfg: RunConfig, profile: CostProfile | None = None) -> str:
@@ -88,13 +88,12 @@ def simulate(
         vcpus=cfg.vcpus, effective_vcpus=eff, windows=cfg.guest_os == "windows-2016",
         ple=cfg.ple, ple_window_ns=cfg.ple_window_us * 1000,
     )
-    windows = cfg.guest_os == "windows-2016"
     if cfg.flush_mode == "native":
-        strategy: NativeShootdown = NativeShootdown(guest, prof, barrier=windows)
+        strategy: NativeShootdown = NativeShootdown(guest, prof)
     elif cfg.flush_mode == "hyperv-pv":
         strategy = HyperVShootdown(guest, prof, semantics=cfg.hv_semantics, trace=trace)
     else:
-        strategy = KvmPvShootdown(guest, prof, barrier=windows)
+        strategy = KvmPvShootdown(guest, prof)
     guest.on_vm_entry = strategy.on_vm_entry
 
     for _ in range(cfg.background_vcpus):

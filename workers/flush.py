@@ -7,7 +7,7 @@ flushes the hypervisor deferred to a vCPU's next entry.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from workers.guest import COMPUTE, SYS, WAIT_ACKS, Guest, GuestThread, VCpu
 from workers.host import HALTED, RUNNABLE, RUNNING
@@ -37,14 +37,13 @@ def mapping_range(t: GuestThread, npages: int) -> tuple[int, int]:
 class NativeShootdown:
     """The initiator IPIs every target and spins until each one has flushed and acked.
 
-    With ``barrier`` (Windows), targets also stall in the IPI handler until
-    every target has acknowledged, so one preempted target stalls them all.
+    Targets acknowledge and return (NT's TB-flush packet routines signal the
+    packet done without a reverse stall), so only the initiator waits.
     """
 
-    def __init__(self, guest: Guest, profile: "CostProfile", *, barrier: bool = False) -> None:
+    def __init__(self, guest: Guest, profile: "CostProfile") -> None:
         self.g = guest
         self.p = profile
-        self.barrier = barrier
         self.send_ns = int(profile.ipi_send_ns)
         self.wake_ns = int(profile.wake_ns)
         self.remote_ns = int(profile.ipi_deliver_ns + profile.ipi_handler_ns)
@@ -54,8 +53,8 @@ class NativeShootdown:
         halted = sum(1 for tv in targets if tv.state == HALTED)
         return self.send_ns * len(targets) + self.wake_ns * halted
 
-    def on_vm_entry(self, v: VCpu) -> None:
-        pass
+    #: Work the hypervisor does at a vCPU's VM entry; native flushing has none.
+    on_vm_entry: Callable[[VCpu], None] | None = None
 
     def shootdown(self, t: GuestThread, npages: int):
         g = self.g
@@ -78,14 +77,11 @@ class NativeShootdown:
 
         probe = g.probe
         initiator = t.vcpu
-        stalled: list[tuple[VCpu, list]] = []
 
         def flushed_and_ack(tv: VCpu) -> None:
             g.flushed(tv)
             if probe is not None:
                 probe.ack(sim.now, initiator, tv)
-            if self.barrier:
-                stalled.append((tv, g.spin_in_irq(tv)))
             t.acks -= 1
             if t.acks == 0:
                 sim.after(0, g.acks_complete, t)
@@ -99,8 +95,6 @@ class NativeShootdown:
                 g.c.fine_flushes += 1
             g.interrupt(tv, handler, flushed_and_ack)
         yield (WAIT_ACKS,)
-        for tv, item in stalled:  # the packet is done: release the targets
-            g.release_irq_spin(tv, item)
 
 
 class HyperVShootdown(NativeShootdown):

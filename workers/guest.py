@@ -14,7 +14,6 @@ code between yields runs at the current simulated instant.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections import deque
 from random import Random
 from typing import TYPE_CHECKING, Callable, Generator
@@ -33,9 +32,9 @@ USER, SYS = 0, 1
 SHARED, EXCLUSIVE = True, False
 
 # vCPU pieces
-P_NONE, P_IRQ, P_COMPUTE, P_SPIN, P_IRQ_SPIN = 0, 1, 2, 3, 4
-#: Duration of an interrupt-context spin that only ends when someone releases it.
-UNTIL_RELEASED = 1 << 62
+P_NONE, P_IRQ, P_COMPUTE, P_SPIN = 0, 1, 2, 3
+#: KVM_VMX_DEFAULT_PLE_WINDOW_MAX is INT_MAX / 2 cycles: 2**18 times the 4096-cycle base window.
+PLE_WINDOW_MAX_FACTOR = 1 << 18
 # thread activities
 A_NEXT, A_COMPUTE, A_SPIN_LOCK, A_SPIN_ACK, A_OFF = 0, 1, 2, 3, 4
 
@@ -104,10 +103,7 @@ class VCpu(HostTask):
         self.guest.pause(self)
 
     def on_enqueue(self) -> None:
-        w = self.guest.waiting
-        i = bisect_left(w, self.index)
-        if i == len(w) or w[i] != self.index:
-            w.insert(i, self.index)
+        self.guest.waiting |= 1 << self.index
 
 
 class AddressSpaceLock:
@@ -235,11 +231,11 @@ class Guest:
         self.idle: list[VCpu] = []
         for v in self.online:
             self._idle_add(v)
-        self.waiting: list[int] = []  # sorted indexes of runnable vCPUs without a pCPU (directed-yield candidates)
+        self.waiting = 0  # bitmask of runnable vCPUs without a pCPU (directed-yield candidates)
         self.last_boosted = -1
         self.threads: list[GuestThread] = []
         self.live_threads = 0
-        self.on_vm_entry: Callable[[VCpu], None] = lambda v: None
+        self.on_vm_entry: Callable[[VCpu], None] | None = None  # the flush strategy's VM-entry work
         self.switch_ns = int(profile.guest_switch_ns)
         self.quantum_ns = int(profile.guest_quantum_ns)
         self.lock_spin_ns = int(profile.lock_spin_ns)
@@ -329,12 +325,11 @@ class Guest:
 
     # --- vCPU execution ---------------------------------------------------------------
     def vcpu_entered(self, v: VCpu, switch_ns: int) -> None:
-        w = self.waiting
-        i = bisect_left(w, v.index)
-        if i < len(w) and w[i] == v.index:
-            del w[i]
+        self.waiting &= ~(1 << v.index)
         v.start_at = self.sim.now + switch_ns
-        self.on_vm_entry(v)
+        v.ple_window = self.ple_window_ns  # vmx_sched_in() -> shrink_ple_window(): back to the base window
+        if self.on_vm_entry is not None:
+            self.on_vm_entry(v)
         self._advance(v)
 
     def pause(self, v: VCpu) -> None:
@@ -364,13 +359,6 @@ class Guest:
         if v.irq:
             head = v.irq[0]
             v.piece_start = start
-            if head[0] >= UNTIL_RELEASED:  # interrupt-context spin (IPI barrier)
-                v.piece = P_IRQ_SPIN
-                if self.ple:
-                    if not v.ple_window:
-                        v.ple_window = self.ple_window_ns
-                    self.sim.at(start + v.ple_window, self._ple_exit, (v, tok))
-                return
             v.piece = P_IRQ
             self.sim.at(start + head[0], self._irq_done, (v, tok))
             return
@@ -388,12 +376,16 @@ class Guest:
         elif act == A_SPIN_LOCK or act == A_SPIN_ACK:
             v.piece = P_SPIN
             v.piece_start = start
-            if act == A_SPIN_LOCK:
-                self.sim.at(start + max(t.spin_budget, 0), self._spin_timeout, (v, tok))
+            # One timer per spin piece: whichever of the spin budget and the PLE window
+            # ends first (the later one would find the piece already gone).
+            budget_end = start + max(t.spin_budget, 0) if act == A_SPIN_LOCK else -1
             if self.ple:
-                if not v.ple_window:
-                    v.ple_window = self.ple_window_ns
-                self.sim.at(start + v.ple_window, self._ple_exit, (v, tok))
+                ple_at = start + v.ple_window
+                if budget_end < 0 or ple_at < budget_end:
+                    self.sim.at(ple_at, self._ple_exit, (v, tok))
+                    return
+            if budget_end >= 0:
+                self.sim.at(budget_end, self._spin_timeout, (v, tok))
         else:
             v.piece = P_NONE
             self._step(v, t)
@@ -412,24 +404,6 @@ class Guest:
             v.irq.append([duration, callback])
             if v.state == HALTED:
                 self.host.wake(v)
-
-    def spin_in_irq(self, v: VCpu) -> list:
-        """Make v spin in interrupt context (called from an irq callback); returns the handle for release()."""
-        item = [UNTIL_RELEASED, None]
-        v.irq.appendleft(item)
-        return item
-
-    def release_irq_spin(self, v: VCpu, item: list) -> None:
-        """End an interrupt-context spin started by spin_in_irq()."""
-        if v.irq and v.irq[0] is item and v.state == RUNNING and v.piece == P_IRQ_SPIN:
-            self._pause_piece(v)
-            v.irq.popleft()
-            self._advance(v)
-            return
-        for i, it in enumerate(v.irq):
-            if it is item:
-                del v.irq[i]
-                return
 
     def _irq_done(self, arg: tuple[VCpu, int]) -> None:
         v, tok = arg
@@ -474,12 +448,14 @@ class Guest:
     def _ple_exit(self, arg: tuple[VCpu, int]) -> None:
         """Pause-loop exit: the spinning vCPU exits and yields to a preempted sibling."""
         v, tok = arg
-        if tok != v.token or (v.piece != P_SPIN and v.piece != P_IRQ_SPIN):
+        if tok != v.token or v.piece != P_SPIN:
             return
         self.c.ple_exits += 1
         self.c.vm_exits += 1
+        if self.probe is not None:
+            self.probe.ple_exit(self.sim.now, v, v.ple_window)
         target = self._yield_candidate()
-        v.ple_window = min(v.ple_window * 2, self.ple_window_ns * 64)  # grow_ple_window()
+        v.ple_window = min(v.ple_window * 2, self.ple_window_ns * PLE_WINDOW_MAX_FACTOR)  # grow_ple_window()
         if not self.host.yield_to(v, target):
             v.start_at = self.sim.now + int(self.p.vm_exit_ns)
             self._pause_piece(v)
@@ -494,10 +470,11 @@ class Guest:
         w = self.waiting
         if not w:
             return None
-        i = bisect_right(w, self.last_boosted)
-        pick = self.vcpus[w[i] if i < len(w) else w[0]]
-        self.last_boosted = pick.index
-        return pick
+        after = self.last_boosted + 1
+        later = w >> after
+        i = after + (later & -later).bit_length() - 1 if later else (w & -w).bit_length() - 1
+        self.last_boosted = i
+        return self.vcpus[i]
 
     # --- the thread interpreter -----------------------------------------------------------
     def _step(self, v: VCpu, t: GuestThread) -> None:
@@ -537,8 +514,6 @@ class Guest:
                 t.act = A_SPIN_LOCK
                 t.spin_budget = self.lock_spin_ns
                 t.lock_wait_since = self.sim.now
-                if v.ple_window > self.ple_window_ns:
-                    v.ple_window = self.ple_window_ns  # shrink_ple_window(): a new spin
                 self._advance(v)
                 return
             if code == UNLOCK:
@@ -552,8 +527,6 @@ class Guest:
                 self._set_mode(t, SYS)
                 t.act = A_SPIN_ACK
                 t.spin_since = self.sim.now
-                if v.ple_window > self.ple_window_ns:
-                    v.ple_window = self.ple_window_ns
                 self._advance(v)
                 return
             if code == SLEEP:

@@ -25,6 +25,7 @@ RUNNING, RUNNABLE, HALTED, WAKING = 0, 1, 2, 3
 #: CFS tunables on a host with >= 8 CPUs (factor 4): latency 24 ms, wakeup granularity 4 ms.
 SCHED_LATENCY_NS = 24_000_000
 WAKEUP_GRANULARITY_NS = 4_000_000
+_IDLE = 1 << 62  # _vbase of a pCPU with nothing on it
 
 
 class Probe:
@@ -45,6 +46,9 @@ class Probe:
 
     def ack(self, now: int, initiator_vcpu: "HostTask", target: "HostTask") -> None:
         """A native shootdown target acknowledged its IPI."""
+
+    def ple_exit(self, now: int, vcpu: "HostTask", window_ns: int) -> None:
+        """A spinning vCPU took a pause-loop exit after spinning ``window_ns`` (its PLE window)."""
 
 
 class HostTask:
@@ -76,7 +80,7 @@ class Host:
     __slots__ = (
         "sim", "pcpus", "slice_ns", "switch_ns", "running", "slice_end", "idle_pcpus",
         "_rq", "_seq", "rq_len", "_timer_at", "min_vruntime", "busy_ns", "vm_busy_ns",
-        "preemptions", "wake_preemptions", "context_switches", "probe",
+        "preemptions", "wake_preemptions", "context_switches", "probe", "_waking", "_vbase",
     )
 
     def __init__(self, sim: "Simulation", pcpus: int, slice_ns: int, switch_ns: int) -> None:
@@ -98,6 +102,9 @@ class Host:
         self.wake_preemptions = 0
         self.context_switches = 0
         self.probe: Probe | None = None
+        self._waking: list[HostTask] = []  # woken with no idle pCPU, awaiting the preemption check
+        # per pCPU, vruntime - dispatched_at of its task: its vruntime now is that plus now
+        self._vbase = [_IDLE] * pcpus
 
     # --- runqueue -------------------------------------------------------------
     def _enqueue(self, task: HostTask) -> None:
@@ -126,6 +133,7 @@ class Host:
         task.preempted = False
         task.dispatched_at = now
         self.running[cpu] = task
+        self._vbase[cpu] = task.vruntime - now
         self.slice_end[cpu] = now + self.slice_ns
         self.context_switches += 1
         if self.probe is not None:
@@ -142,6 +150,7 @@ class Host:
             self.vm_busy_ns += ran
         cpu = task.pcpu
         self.running[cpu] = None
+        self._vbase[cpu] = _IDLE
         task.pcpu = -1
         task.last_pcpu = cpu
         if self.probe is not None:
@@ -186,7 +195,10 @@ class Host:
             self._dispatch(task, self.idle_pcpus.pop())
             return
         task.state = WAKING
-        self.sim.after(0, self._do_wake, task)
+        # One event checks every wake-up of this instant, in order (an IPI burst wakes dozens).
+        if not self._waking:
+            self.sim.after(0, self._do_wakes, None)
+        self._waking.append(task)
 
     def _place_woken(self, task: HostTask) -> None:
         self._update_min_vruntime()
@@ -194,9 +206,13 @@ class Host:
         if task.vruntime < floor:
             task.vruntime = floor
 
+    def _do_wakes(self, _: None) -> None:
+        waking, self._waking = self._waking, []
+        for task in waking:
+            if task.state == WAKING:
+                self._do_wake(task)
+
     def _do_wake(self, task: HostTask) -> None:
-        if task.state != WAKING:
-            return
         if self.idle_pcpus:
             self._dispatch(task, self.idle_pcpus.pop())
             return
@@ -235,14 +251,11 @@ class Host:
         return True
 
     def _update_min_vruntime(self) -> None:
-        now = self.sim.now
-        low = self._rq[0][0] if self._rq else None
-        for cur in self.running:
-            if cur is not None:
-                v = cur.vruntime + (now - cur.dispatched_at)
-                if low is None or v < low:
-                    low = v
-        if low is not None and low > self.min_vruntime:
+        low = min(self._vbase)
+        low = low + self.sim.now if low < _IDLE else _IDLE
+        if self._rq and self._rq[0][0] < low:
+            low = self._rq[0][0]
+        if low > self.min_vruntime and low != _IDLE:
             self.min_vruntime = low
 
     # --- time slices ----------------------------------------------------------------
