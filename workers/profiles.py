@@ -24,7 +24,7 @@ from workers.config import ConfigError
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent.parent / "configs" / "profiles"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CostProfile:
     """Cost constants (ns). Field comments say what each one prices; the YAML says where the value came from."""
 
@@ -71,9 +71,16 @@ class CostProfile:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def digest(self) -> str:
-        """Content hash of the constants (the name is not part of it)."""
-        costs = {k: float(v) for k, v in self.to_dict().items() if k != "name"}
-        return hashlib.sha256(json.dumps(costs, sort_keys=True).encode()).hexdigest()[:16]
+        """Content hash of the constants (the name is not part of it).
+
+        Computed once per profile: every run key of a sweep or search trial hashes it in.
+        """
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            costs = {k: float(v) for k, v in self.to_dict().items() if k != "name"}
+            cached = hashlib.sha256(json.dumps(costs, sort_keys=True).encode()).hexdigest()[:16]
+            object.__setattr__(self, "_digest", cached)
+        return cached
 
     def replace(self, **costs: float) -> "CostProfile":
         return profile_from_mapping({**self.to_dict(), **costs}, source=f"{self.name} (modified)")
