@@ -30,6 +30,9 @@ from sweep.search._trial import Evaluation, RunKey, TrialPlan, evaluate, impossi
 TrialStatus = Literal["running", "ready", "told"]
 StopReason = Literal["interrupted", "cancelled", "failed"]
 
+#: Reused runs linked to the search in one ``add_runs`` (unless ``commit_interval_s`` passes first).
+LINK_BATCH = 1000
+
 _TRANSITIONS: dict[TrialStatus, tuple[TrialStatus, ...]] = {
     "running": ("ready", "told"),
     "ready": ("told",),
@@ -83,9 +86,11 @@ class _Run:
 class SearchReport:
     """How a session of a search ended, and what it cost.
 
-    ``overhead_s`` splits the driver's own time: ``sampler`` (ask, including
-    the sampler and the study's writes), ``study`` (tell, heartbeats), ``store``
-    (run registration and commits), ``plan`` (run ids and scoring).
+    ``overhead_s`` splits the driver's own time: ``sampler`` (choosing a
+    trial's parameters), ``study`` (every read and write of the study's
+    database: new trials, results, heartbeats), ``store`` (run registration and
+    commits), ``plan`` (run ids and scoring). All of it is time the driver's
+    process spends, whether or not runs are simulating meanwhile.
     """
 
     search: str
@@ -162,6 +167,9 @@ class SearchController:
         self._tickets: dict[int, str] = {}
         self._buffer: list[dict[str, Any]] = []
         self._buffer_since: float | None = None
+        self._linked: set[str] = set()  # runs this session registered with the search
+        self._unlinked: dict[str, Any] = {}  # stored runs the search reused, not linked to it yet (NewRun by run_id)
+        self._unlinked_since: float | None = None
         self._uncommitted: set[str] = set()
         self._told: Counter[str] = Counter()
         self._seeded = 0
@@ -222,11 +230,15 @@ class SearchController:
         self._show()
 
     def report(self) -> SearchReport:
+        overhead = Counter(self._timers)
+        written = min(self.search.storage_s(), overhead["sampler"])  # ask's study writes count as study time
+        overhead["sampler"] -= written
+        overhead["study"] += written
         return SearchReport(
             search=self.spec.name, status=self._stop or "done", told=Counter(self._told), seeded=self._seeded,
             runs_simulated=self._simulated, runs_reused=self._reused, runs_failed=self._runs_failed,
             recovered=self._recovered, elapsed_s=self._clock() - self._start, simulation_s=self._simulation_s,
-            overhead_s=dict(self._timers),
+            overhead_s=dict(overhead),
         )
 
     def state(self) -> ProgressState:
@@ -358,15 +370,24 @@ class SearchController:
 
     # --- runs -------------------------------------------------------------------
     def _submit(self, trials: list[_Trial]) -> None:
-        """Register the new trials' runs with the store and send the ones nobody is computing yet."""
+        """Register the new trials' runs with the store and send the ones nobody is computing yet.
+
+        Runs to simulate are registered at once (their rows are committed under
+        the search). Runs already stored are only linked to the search, in
+        batches (``_link``): a link lost with a killed driver is restored by
+        the next session (``relink``).
+        """
         if not trials:
             return
         from storage import NewRun
 
-        new_runs = {r.run_id: NewRun(r.run_id, r.config.to_dict(), r.baseline_run_id) for t in trials for r in t.plan.runs}
+        now: dict[str, NewRun] = {}
         tasks: list[RunTask] = []
         for trial in trials:
             for r in trial.plan.runs:
+                if r.run_id not in self._linked:
+                    pending = now if r.run_id in trial.waiting else self._unlinked
+                    pending.setdefault(r.run_id, NewRun(r.run_id, r.config.to_dict(), r.baseline_run_id))
                 if r.run_id not in trial.waiting:
                     continue
                 run = self._runs.get(r.run_id)
@@ -375,11 +396,29 @@ class SearchController:
                     tasks.append(run.task)
                 run.waiters.add(trial.proposal.number)
         with self._timed("store"):
-            self.store.add_runs(self.spec.name, list(new_runs.values()))
+            if now:
+                self.store.add_runs(self.spec.name, list(now.values()))
+                self._linked.update(now)
             if tasks:
                 self.store.mark_running([t.run_id for t in tasks])
+        self._link()
         for task in tasks:
             self._send(task)
+
+    def _link(self, *, force: bool = False) -> None:
+        """Link the stored runs the search reused, once enough wait or the oldest waited ``commit_interval_s``."""
+        if not self._unlinked:
+            self._unlinked_since = None
+            return
+        now = self._clock()
+        if self._unlinked_since is None:
+            self._unlinked_since = now
+        if not (force or len(self._unlinked) >= LINK_BATCH or now - self._unlinked_since >= self.options.commit_interval_s):
+            return
+        runs, self._unlinked, self._unlinked_since = self._unlinked, {}, None
+        with self._timed("store"):
+            self.store.add_runs(self.spec.name, list(runs.values()))
+        self._linked.update(runs)
 
     def _send(self, task: RunTask) -> None:
         if self._executor is None:
@@ -459,10 +498,13 @@ class SearchController:
             self._tickets.clear()
         self._finish()  # trials whose runs are all in (or failed for good) are told, not re-queued
         self._commit()
+        self._link(force=True)
         for trial in list(self._trials.values()):
             with self._timed("study"):
                 self.search.abandon(trial.proposal, self._stop or "interrupted")
             del self._trials[trial.proposal.number]
+        with self._timed("study"):
+            self.search.flush()
         if self._runs:
             self.store.requeue(self.spec.name)  # running -> pending: the next session simulates them
             self._runs.clear()

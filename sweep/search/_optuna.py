@@ -7,8 +7,14 @@ each trial it has in flight, and a trial whose driver died (heartbeat older than
 the grace period, or none at all) is failed and re-queued with the same
 parameters, so no trial stays RUNNING once a driver is started again.
 
+The sampler works on an in-memory copy of the study (``_mirror``) and each
+trial reaches the database in two transactions, created (parameters, sampler
+attributes, heartbeat) and finished (values, attributes, state), written by
+``_study_writer``: Optuna's own ask/tell would commit about fifteen.
+
 User attributes of a trial (visible in the dashboard):
-``runs`` ({"pv": [run_id, ...], "native": [...]}, by replicate), ``outcome``,
+``runs`` ({"pv": [run_id, ...], "native": [...]}, by replicate; written with
+the result, or at the next heartbeat while the trial runs), ``outcome``,
 ``feasible`` (when there are constraints), ``error`` (why it failed or is
 impossible), ``seeded_from`` (a sweep whose results it was fed from),
 ``stopped`` (the driver stopped while it ran; a retry was queued).
@@ -25,7 +31,9 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
+from sweep.search._mirror import StudyMirror
 from sweep.search._spec import SAMPLERS, SearchSpec
+from sweep.search._study_writer import Finish, NewTrial, TrialRow, trial_writer
 from sweep.search._trial import Evaluation, TrialPlan
 
 if TYPE_CHECKING:
@@ -91,6 +99,17 @@ class BaseSearch(abc.ABC):
     def abandon(self, proposal: Proposal, reason: str) -> None:
         """The driver stops before ``proposal`` is evaluated."""
 
+    def finished_runs(self) -> list[tuple[Mapping[str, Any], list[str]]]:
+        """Parameters and recorded run_ids of every finished trial that recorded its runs."""
+        return []
+
+    def storage_s(self) -> float:
+        """Seconds ``ask`` spent writing to the study's storage (reported as study time, not sampler time)."""
+        return 0.0
+
+    def flush(self) -> None:
+        """Write what ``tell`` kept back (the driver calls it before it stops)."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -150,7 +169,8 @@ class OptunaSearch(BaseSearch):
         >>> p = search.ask(); search.tell(p, evaluation)           # doctest: +SKIP
     """
 
-    def __init__(self, spec: SearchSpec, *, url: str, heartbeat_s: int = 10, sampler: Any = None) -> None:
+    def __init__(self, spec: SearchSpec, *, url: str, heartbeat_s: int = 10, sampler: Any = None,
+                 sql_writes: bool | None = None) -> None:
         import optuna
 
         self.spec = spec
@@ -159,12 +179,20 @@ class OptunaSearch(BaseSearch):
         with _quiet():
             self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
         self.storage = self._open_storage(url)
+        self.sampler = sampler or make_sampler(spec)
         self.study = optuna.create_study(
-            study_name=spec.name, storage=self.storage, sampler=sampler or make_sampler(spec),
+            study_name=spec.name, storage=self.storage, sampler=self.sampler,
             directions=spec.directions, load_if_exists=True,
         )
         self._check_objectives()
         self._distributions = spec.space.distributions()
+        self._writer = trial_writer(self.storage, self.storage.get_study_id_from_name(spec.name), sql=sql_writes)
+        self._mirror = StudyMirror(self.sampler, spec.directions)
+        self._mirror_checked = False  # False: compare the copy with the database before the next ask
+        self._write_s = 0.0
+        self._unwritten: dict[int, dict[str, Any]] = {}  # trial_id -> user attributes to write with the result
+        self._told: list[Finish] = []  # results not written yet
+        self._rejected: set[int] = set()  # trials whose result was dropped (failed as stale by another driver)
 
     def _open_storage(self, url: str) -> Any:
         """Optuna's RDBStorage; a second try when another process created Optuna's tables at the same moment."""
@@ -208,83 +236,121 @@ class OptunaSearch(BaseSearch):
 
     # --- BaseSearch ------------------------------------------------------------------
     def ask(self) -> Proposal:
-        with _quiet():  # "heartbeat is supposed to be used with optimize": this driver records it itself
-            trial = self.study.ask(fixed_distributions=self._distributions)
-        self.storage.record_heartbeat(trial._trial_id)
-        seeded = trial.user_attrs.get("seeded_from")
-        return Proposal(trial.number, dict(trial.params), seeded, trial)
+        """Sample on the in-memory copy; write the trial, with the results told since the last ask, in one transaction.
+
+        A queued trial (seed or retry) is claimed in the database, so two drivers
+        never both take it; one another driver took first is skipped.
+        """
+        if not self._mirror_checked:
+            self._refresh()
+        while True:
+            queued = self._mirror.first_waiting()
+            local = self._mirror.ask(self._distributions)  # takes the queued trial, if any
+            new = NewTrial(local.params, local.distributions, local.system_attrs)
+            with self._writing():
+                if queued is None:
+                    trial_id, number = self._write(new)
+                    break
+                self.flush()
+                if self._writer.claim(queued, new):
+                    trial_id, number = queued, self._mirror.number(queued)
+                    break
+            self._mirror.attach(local, queued, self._mirror.number(queued))  # another driver's now
+        self._mirror.attach(local, trial_id, number)
+        return Proposal(number, dict(local.params), local.user_attrs.get("seeded_from"), trial_id)
 
     def tell(self, proposal: Proposal, evaluation: Evaluation) -> None:
-        """Record the trial; if another driver meanwhile failed it as stale (this one stalled past the
-        grace period), its retry is already queued and this result is dropped."""
-        import optuna
+        """Record the trial: in the sampler's copy now, in the database with the next ask (or ``flush``).
 
-        try:
-            self._tell(proposal, evaluation)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-
-    def _tell(self, proposal: Proposal, evaluation: Evaluation) -> None:
+        If another driver meanwhile failed it as stale (this one stalled past the
+        grace period), its retry is already queued and this result is dropped.
+        """
         from optuna.trial import TrialState
 
-        trial = proposal.handle
-        attrs: dict[str, Any] = {}
+        attrs = self._unwritten.pop(proposal.handle, {})
         if evaluation.outcome:
             attrs["outcome"] = evaluation.outcome
         if self.spec.constraints and evaluation.constraints:
             attrs["feasible"] = evaluation.feasible
         if evaluation.error:
             attrs["error"] = evaluation.error
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        for name, value in evaluation.constraints.items():
-            trial.set_constraint(name, value)
         if evaluation.state == "complete":
-            self.study.tell(trial, list(evaluation.values))
+            state, values = TrialState.COMPLETE, tuple(evaluation.values)
         else:
-            state = TrialState.PRUNED if evaluation.state == "impossible" else TrialState.FAIL
-            self.study.tell(trial, state=state)
+            state, values = (TrialState.PRUNED if evaluation.state == "impossible" else TrialState.FAIL), ()
+        finish = Finish(proposal.handle, state, values, attrs, dict(evaluation.constraints))
+        self._mirror.tell(finish.trial_id, state, values, finish.constraints)
+        self._told.append(finish)
+
+    def flush(self) -> None:
+        """Write the results told since the last write."""
+        self._write(None)
+
+    def _write(self, new: NewTrial | None) -> Any:
+        told, self._told = self._told, []
+        rejected, created = self._writer.write(told, new)
+        if rejected:
+            self._mirror_checked = False  # failed as stale elsewhere: the copy reloads before the next ask
+        self._rejected.update(rejected)
+        return created
+
+    def storage_s(self) -> float:
+        return self._write_s
 
     def counted(self) -> int:
         from optuna.trial import TrialState
 
+        self.flush()
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
         return sum(
             1 for t in done
             if "seeded_from" not in t.user_attrs and (t.state == TrialState.COMPLETE or "error" in t.user_attrs)
         )
 
+    def finished_runs(self) -> list[tuple[Mapping[str, Any], list[str]]]:
+        from optuna.trial import TrialState
+
+        self.flush()
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+        return [(t.params, [*t.user_attrs["runs"]["pv"], *t.user_attrs["runs"]["native"]]) for t in done if "runs" in t.user_attrs]
+
     def waiting(self) -> int:
         from optuna.trial import TrialState
 
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        self.flush()
+        return sum(1 for r in self._writer.rows() if r.state == TrialState.WAITING)
 
     def running_elsewhere(self, mine: Iterable[int]) -> int:
-        from optuna.trial import TrialState
-
-        own = set(mine)
-        return sum(1 for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number not in own)
+        self.flush()
+        return len(self._running(self._writer.rows()) - set(mine))
 
     def started(self, proposal: Proposal, plan: TrialPlan) -> None:
-        proposal.handle.set_user_attr("runs", plan.run_map())
+        """Keep the trial's runs to write with its result (or at the next heartbeat, if it is still running then)."""
+        self._unwritten[proposal.handle] = {"runs": plan.run_map()}
 
     def keep_alive(self, proposals: Sequence[Proposal]) -> None:
+        self.flush()
         for p in proposals:
-            self.storage.record_heartbeat(p.handle._trial_id)
+            self.storage.record_heartbeat(p.handle)
+            if p.handle in self._unwritten:
+                self._writer.set_user_attrs(p.handle, self._unwritten.pop(p.handle))
 
     def recover(self, mine: Iterable[int] = ()) -> int:
         """Fail and re-queue stale trials: heartbeat too old (Optuna's check) or never recorded.
 
         A trial with no heartbeat at all is one whose driver died between
         creating it and marking it alive (while the sampler ran); it is stale
-        once it started longer ago than the grace period.
+        once it started longer ago than the grace period. Then the sampler's
+        copy of the study is brought up to date (other drivers' trials, retries).
         """
         import optuna
         from optuna.trial import TrialState
 
-        own = set(mine)
-        before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))} - own
+        self.flush()
+        rows = self._writer.rows()
+        before = self._running(rows) - set(mine)
         if not before:
+            self._refresh(rows)
             return 0
         with _quiet():
             optuna.storages.fail_stale_trials(self.study)
@@ -294,8 +360,24 @@ class OptunaSearch(BaseSearch):
                     self._retry(self.study, copy.deepcopy(self.storage.get_trial(trial_id)))
             except optuna.exceptions.UpdateFinishedTrialError:  # another driver got there first
                 pass
-        after = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        return len(before - after)
+        rows = self._writer.rows()
+        self._refresh(rows)
+        return len(before - self._running(rows))
+
+    @staticmethod
+    def _running(rows: Iterable[TrialRow]) -> set[int]:
+        from optuna.trial import TrialState
+
+        return {r.number for r in rows if r.state == TrialState.RUNNING}
+
+    def _refresh(self, rows: Sequence[TrialRow] | None = None) -> None:
+        """Reload the sampler's copy if the database has trials (or states) it lacks."""
+        if rows is None:
+            self.flush()
+            rows = self._writer.rows()
+        if not self._mirror.loaded or self._mirror.stale(rows):
+            self._mirror.load(self.study.get_trials(deepcopy=False))
+        self._mirror_checked = True
 
     def _never_alive(self) -> list[int]:
         from optuna.storages._rdb import models  # no public API lists trials without a heartbeat
@@ -316,6 +398,7 @@ class OptunaSearch(BaseSearch):
 
     def enqueue(self, params: Sequence[Mapping[str, Any]], *, seeded_from: str) -> int:
         """Queue each configuration once: one already in the study (any state) is skipped."""
+        self.flush()
         known = {_params_key(t.system_attrs.get("fixed_params", t.params)) for t in self.study.get_trials(deepcopy=False)}
         added = 0
         for p in params:
@@ -325,24 +408,34 @@ class OptunaSearch(BaseSearch):
             known.add(key)
             self.study.enqueue_trial(dict(p), user_attrs={"seeded_from": seeded_from})
             added += 1
+        self._mirror_checked = False
         return added
 
     def abandon(self, proposal: Proposal, reason: str) -> None:
         """Fail the trial (it was not evaluated) and queue a retry with the same parameters."""
-        import optuna
         from optuna.trial import TrialState
 
-        trial = proposal.handle
-        try:
-            trial.set_user_attr("stopped", reason)
-            frozen = self.study.tell(trial, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale by another driver meanwhile
-            return
-        retry = copy.deepcopy(frozen)
+        attrs = {**self._unwritten.pop(proposal.handle, {}), "stopped": reason}
+        self._mirror.tell(proposal.handle, TrialState.FAIL)
+        self._told.append(Finish(proposal.handle, TrialState.FAIL, (), attrs))
+        self.flush()
+        if proposal.handle in self._rejected:
+            return  # failed as stale by another driver meanwhile (which queued the retry)
+        retry = copy.deepcopy(self.storage.get_trial(proposal.handle))
         retry.user_attrs.pop("stopped", None)  # the retry is a fresh attempt; only the failed trial says why
         self._retry(self.study, retry)
+        self._mirror_checked = False
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._write_s += time.perf_counter() - t0
 
     def close(self) -> None:
+        self.flush()
         self.storage.remove_session()
         self.storage.engine.dispose()
 

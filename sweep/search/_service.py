@@ -106,6 +106,7 @@ def run_search(
     requeued = begin_search(store, spec)
     strategy = search or OptunaSearch(spec, url=store.db_url, heartbeat_s=heartbeat_s)
     recovered = strategy.recover()
+    relink(store, spec, strategy, key)
     cache = RunCache()
     prefetched = cache.prefetch(store, spec, _example(spec, key))
     seeded = seed_from_sweep(store, spec, strategy, cache, key, seed_from) if seed_from else None
@@ -116,6 +117,32 @@ def run_search(
     with stop_on_signals(controller):  # type: ignore[arg-type]  # any object with request_stop()
         report = controller.run()
     return SearchSession(report, recovered, requeued, prefetched, seeded, strategy)
+
+
+def relink(store: Any, spec: SearchSpec, search: BaseSearch, run_key: RunKey) -> int:
+    """Link to the search the runs its finished trials used that are not linked yet; returns how many.
+
+    The driver links reused runs in batches, so a killed driver may leave some
+    unlinked (the runs themselves are stored). Each trial missing some is planned
+    again; only runs whose run_id the trial recorded are linked (after a model
+    change the same parameters plan other runs, which the trial never used).
+    """
+    from storage import NewRun
+
+    linked = {r.run_id for r in store.runs(spec.name)}
+    missing: dict[str, NewRun] = {}
+    for params, run_ids in search.finished_runs():
+        if linked.issuperset(run_ids):
+            continue
+        try:
+            plan = plan_trial(spec, params, run_key)
+        except Impossible:
+            continue
+        recorded = set(run_ids) - linked
+        missing.update((r.run_id, NewRun(r.run_id, r.config.to_dict(), r.baseline_run_id)) for r in plan.runs if r.run_id in recorded)
+    if missing:
+        store.add_runs(spec.name, list(missing.values()))
+    return len(missing)
 
 
 def _example(spec: SearchSpec, run_key: RunKey) -> Any:
@@ -131,4 +158,4 @@ def _example(spec: SearchSpec, run_key: RunKey) -> Any:
     return None
 
 
-__all__ = ["NameTaken", "SearchSession", "begin_search", "check_name", "run_search"]
+__all__ = ["NameTaken", "SearchSession", "begin_search", "check_name", "relink", "run_search"]
