@@ -101,13 +101,12 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kind = _field_type(f.name)
+        for name, kind in _FIELD_TYPES.items():
+            value = getattr(self, name)
             if kind is float and type(value) is int:
-                object.__setattr__(self, f.name, float(value))
+                object.__setattr__(self, name, float(value))
             elif type(value) is not kind:
-                raise ConfigError(f.name, f"expected {kind.__name__}, got {value!r}")
+                raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
         _validate(self)
         s, c, t = parse_topology(self.topology, self.vcpus)
         object.__setattr__(self, "topology", f"{s}x{c}x{t}")
@@ -116,10 +115,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         """Build from loosely typed input (YAML, CSV, CLI): coerces strings, rejects unknown keys."""
-        names = field_names()
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            if key not in names:
+            if key not in _FIELD_TYPES:
+                names = field_names()
                 shown = key if isinstance(key, str) and key.isprintable() and key.strip() == key and key else repr(key)
                 close = difflib.get_close_matches(str(key), names, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(names)}"
@@ -132,7 +131,7 @@ class RunConfig:
 
     # --- identity -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _FIELD_TYPES}
 
     def canonical_json(self) -> str:
         """Sorted keys, no whitespace: the same run always serialises to the same bytes."""
@@ -147,19 +146,20 @@ class RunConfig:
         return (s, c, t)
 
 
+def _kind(f: Any) -> type:
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return {"int": int, "float": float, "bool": bool, "str": str}.get(t, str)
+
+
+#: Every RunConfig field and its Python type, in declaration order (built once: configs are made per run).
+_FIELD_TYPES: dict[str, type] = {f.name: _kind(f) for f in fields(RunConfig)}
+
+
 def field_names() -> list[str]:
-    return [f.name for f in fields(RunConfig)]
-
-
-_FIELD_TYPES: dict[str, Any] = {}
+    return list(_FIELD_TYPES)
 
 
 def _field_type(name: str) -> Any:
-    if not _FIELD_TYPES:
-        hints = {"int": int, "float": float, "bool": bool, "str": str}
-        for f in fields(RunConfig):
-            t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-            _FIELD_TYPES[f.name] = hints.get(t, str)
     return _FIELD_TYPES[name]
 
 
