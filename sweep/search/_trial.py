@@ -24,8 +24,8 @@ from workers.result import NONDETERMINISTIC_FIELDS, metric_names
 RunKey = Callable[[RunConfig], str]
 EvaluationState = Literal["complete", "failed", "impossible"]
 
-_METRICS = [m for m in metric_names() if m not in NONDETERMINISTIC_FIELDS]
 _TEXT_METRICS = ("outcome", "crash_reason")
+_NUMERIC_METRICS = tuple(m for m in metric_names() if m not in NONDETERMINISTIC_FIELDS and m not in _TEXT_METRICS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,16 +141,20 @@ def evaluate(spec: SearchSpec, plan: TrialPlan, rows: Mapping[str, Mapping[str, 
 
 def _average(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Numbers averaged; outcome is ``ok`` only when every replicate's is."""
-    out: dict[str, Any] = {}
-    for name in _METRICS:
-        values = [r.get(name) for r in rows]
-        if name == "outcome":
-            out[name] = next((str(v) for v in values if v != "ok"), "ok")
-        elif name in _TEXT_METRICS:
-            out[name] = next((str(v) for v in values if v), "")
-        else:
-            numbers = [float(v) for v in values if v is not None]
-            out[name] = sum(numbers) / len(numbers) if len(numbers) == len(values) and numbers else math.nan
+    out: dict[str, Any] = {
+        "outcome": next((str(r.get("outcome")) for r in rows if r.get("outcome") != "ok"), "ok"),
+        "crash_reason": next((str(r["crash_reason"]) for r in rows if r.get("crash_reason")), ""),
+    }
+    n = len(rows)
+    for name in _NUMERIC_METRICS:
+        total = 0.0
+        for r in rows:
+            v = r.get(name)
+            if v is None:
+                total = math.nan
+                break
+            total += float(v)
+        out[name] = total / n if n else math.nan
     return out
 
 
