@@ -5,6 +5,13 @@ them) in batches of ``--batch`` (default 1,000) through ``commit_results``, the
 sweep driver's write path (Parquet file + SQL commit per batch), then times the
 PV-benefit aggregate (grouped by vcpus and overcommit) over the ``paired`` view.
 
+Each batch is a list of flat dicts, which is what the sweep driver hands over
+(workers return one dict per run; ``commit_results`` also takes an Arrow table,
+which skips the dict -> Arrow conversion, but production does not send one).
+The query is timed on the store as written, one file per batch; a sweep that
+finishes is compacted by ``execute_sweep``, so the bench then compacts and times
+the query again.
+
 Targets: >= 200,000 rows/s written; < 1 s for the query. Only the measured calls are
 timed (building rows and registering runs are reported separately).
 

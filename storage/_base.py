@@ -106,8 +106,9 @@ class ResultStore(abc.ABC):
         """pending -> running, attempts += 1."""
 
     @abc.abstractmethod
-    def commit_results(self, sweep: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Store result rows (each has ``run_id`` and optionally ``node``); returns rows stored."""
+    def commit_results(self, sweep: str, rows: "Sequence[Mapping[str, Any]] | pyarrow.Table") -> int:
+        """Store result rows (each has ``run_id`` and optionally ``node``), as dicts or an Arrow
+        table; returns rows stored."""
 
     @abc.abstractmethod
     def record_failure(self, run_id: str, error: str, *, node: str | None = None, final: bool) -> None:
@@ -139,8 +140,8 @@ class ResultStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def compact(self, *, target_rows: int = 500_000) -> int:
-        """Merge small files atomically; returns files removed."""
+    def compact(self, *, target_rows: int = 500_000, sweep: str | None = None) -> int:
+        """Merge small files atomically (only ``sweep``'s, if given); returns files removed."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -1,11 +1,12 @@
-"""Result rows (flat dicts of scalars) to an Arrow table with stable column types.
+"""Result rows (flat dicts of scalars, or an Arrow table of them) to an Arrow table with stable column types.
 
 Storage does not know the engine's fields: it infers each column's type from the
 values the first time the column appears, records it in the catalogue
 (``fs_columns``), and holds later batches to it (an int may widen to float; a float
 never narrows to int, which Arrow would do by silently truncating). A column that is
 None in every row of a batch is left out of that file; read with ``union_by_name``
-it reads as NULL, the same thing.
+it reads as NULL, the same thing. An Arrow table is held to the same rules, column
+by column, without touching its values (unless a column must widen).
 """
 
 from __future__ import annotations
@@ -62,6 +63,141 @@ class EncodedBatch:
     new_columns: dict[str, str]  # columns this batch adds to the catalogue, name -> simple type
 
 
+@dataclass(frozen=True, slots=True)
+class IncomingBatch:
+    """What ``commit_results`` was handed, one row per run (the first of duplicates kept)."""
+
+    run_ids: list[str]
+    nodes: list[Any]  # the row's ``node`` (None: keep what the run has)
+    rows: Sequence[Mapping[str, Any]] | None = None
+    table: "pa.Table | None" = None
+
+    def encode(self, catalogue: Mapping[str, str]) -> EncodedBatch:
+        if self.table is not None:
+            return encode_table(self.table, catalogue)
+        assert self.rows is not None
+        return encode_rows(self.rows, catalogue)
+
+
+def incoming(rows: "Sequence[Mapping[str, Any]] | pa.Table | pa.RecordBatch") -> IncomingBatch:
+    """Check the run ids of a batch and drop repeated runs (the first row of a run wins).
+
+    Raises:
+        StoreError: a row has no run_id, or one that is not a string.
+    """
+    import pyarrow as pa
+
+    if isinstance(rows, pa.RecordBatch):
+        rows = pa.Table.from_batches([rows])
+    if isinstance(rows, pa.Table):
+        return _incoming_table(rows)
+    try:
+        run_ids = list(map(operator.itemgetter("run_id"), rows))
+    except (KeyError, TypeError):
+        raise StoreError("every result row needs a 'run_id' (the run's content hash); add it to the rows") from None
+    if set(map(type, run_ids)) - {str}:
+        bad = next(r for r in run_ids if type(r) is not str)
+        raise StoreError(f"result row run_id {bad!r} is not a string; pass the run's content hash")
+    if len(set(run_ids)) != len(run_ids):
+        seen: set[str] = set()
+        rows = [row for row in rows if not (row["run_id"] in seen or seen.add(row["run_id"]))]  # type: ignore[func-returns-value]
+        run_ids = [row["run_id"] for row in rows]
+    return IncomingBatch(run_ids=run_ids, nodes=[row.get("node") for row in rows], rows=rows)
+
+
+def _incoming_table(table: "pa.Table") -> IncomingBatch:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "run_id" not in table.column_names:
+        raise StoreError("a result table needs a 'run_id' column (the run's content hash); add it")
+    ids = table.column("run_id")
+    if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+        raise StoreError(f"result table column run_id is {ids.type}, not text; pass the runs' content hashes")
+    if ids.null_count:
+        raise StoreError("a result row has run_id None; every row needs its run's content hash")
+    run_ids = ids.to_pylist()
+    if len(set(run_ids)) != len(run_ids):
+        first = dict(zip(reversed(run_ids), range(len(run_ids) - 1, -1, -1)))  # run_id -> first row index
+        table = table.take(pa.array(sorted(first.values()), pa.int64()))
+        run_ids = table.column("run_id").to_pylist()
+    if "node" in table.column_names and _kind(table.column("node").type) in ("string", None):
+        nodes = pc.cast(table.column("node"), pa.string()).to_pylist()
+    else:
+        nodes = [None] * len(run_ids)
+    return IncomingBatch(run_ids=run_ids, nodes=nodes, table=table)
+
+
+def encode_table(table: "pa.Table", catalogue: Mapping[str, str]) -> EncodedBatch:
+    """Hold an Arrow table to ``catalogue`` as ``encode_rows`` holds rows: same types, same errors.
+
+    Columns of a compatible type are cast (int32 -> int64, float32 -> float64,
+    large_string or dictionary -> string, int -> float where the store holds floats).
+
+    Raises:
+        StoreError: a nested column, a type the store holds differently, a clashing name.
+    """
+    import pyarrow as pa
+
+    if len(set(table.column_names)) != table.num_columns:
+        twice = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+        raise StoreError(f"result table has column {twice[0]!r} more than once; give each column one name")
+    lower = {name.lower(): name for name in catalogue}
+    names: list[str] = []
+    arrays: list[Any] = []
+    new: dict[str, str] = {}
+    order = sorted(table.column_names, key=lambda n: n != "run_id")
+    for name in order:
+        if name in RESERVED_COLUMNS:
+            continue
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        kind = _kind(column.type)
+        if kind == "unsupported":
+            raise StoreError(
+                f"result column {name!r} has type {column.type}; result rows hold flat scalars "
+                "(bool, int within 64 bits, float, str) of one type per column"
+            )
+        known = catalogue.get(name) or FIXED_COLUMNS.get(name)
+        if known is None:
+            _check_new_name(name, lower)
+            if kind is None:  # NULL throughout: leave it for a later batch, as encode_rows does
+                continue
+            new[name] = kind
+            lower[name.lower()] = name
+            target = kind
+        elif kind is None or kind == known or (known == "float64" and kind == "int64"):
+            target = known
+            if name not in catalogue:
+                new[name] = known
+        else:
+            raise StoreError(
+                f"result column {name!r} holds {known} values in this store, got {column.type} values; "
+                "keep each column's type stable or use a new column name"
+            )
+        if column.type != arrow_type(target):
+            try:
+                column = column.cast(arrow_type(target))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise StoreError(f"result column {name!r} cannot be stored as {target}: {exc}") from None
+        names.append(name)
+        arrays.append(column)
+    names.append("schema_version")
+    arrays.append(pa.repeat(pa.scalar(RESULTS_SCHEMA_VERSION, pa.int64()), table.num_rows))
+    if "schema_version" not in catalogue:
+        new["schema_version"] = "int64"
+    return EncodedBatch(table=pa.Table.from_arrays(arrays, names=names), new_columns=new)
+
+
+def _kind(t: "pa.DataType") -> str | None:
+    """``simple_type``, with 'unsupported' instead of raising (nested, binary, temporal, ...)."""
+    try:
+        return simple_type(t)
+    except TypeError:
+        return "unsupported"
+
+
 def encode_rows(rows: Sequence[Mapping[str, Any]], catalogue: Mapping[str, str]) -> EncodedBatch:
     """Turn rows into a table typed by ``catalogue`` (name -> simple type), adding new columns.
 
@@ -102,7 +238,7 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], catalogue: Mapping[str, str])
     if arrays[0].null_count:
         raise StoreError("a result row has run_id None; every row needs its run's content hash")
     names.append("schema_version")
-    arrays.append(pa.array([RESULTS_SCHEMA_VERSION] * len(rows), pa.int64()))
+    arrays.append(pa.repeat(pa.scalar(RESULTS_SCHEMA_VERSION, pa.int64()), len(rows)))
     if "schema_version" not in catalogue:
         new["schema_version"] = "int64"
     return EncodedBatch(table=pa.Table.from_arrays(arrays, names=names), new_columns=new)
@@ -185,11 +321,14 @@ def _check_new_name(name: Any, lower: Mapping[str, str]) -> None:
 
 __all__ = [
     "EncodedBatch",
+    "IncomingBatch",
     "FIXED_COLUMNS",
     "PARTITION_COLUMN",
     "RESERVED_COLUMNS",
     "RESULTS_SCHEMA_VERSION",
     "arrow_type",
     "encode_rows",
+    "encode_table",
+    "incoming",
     "simple_type",
 ]

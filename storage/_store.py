@@ -1,11 +1,11 @@
 """The result store: Parquet files for results, SQL for metadata, DuckDB for queries.
 
 ``open_store()`` is the one entry point; see ``ResultStore`` for the contract. The
-write path of a batch: encode rows to Arrow (outside any lock), then under the store
-lock and one SQL transaction: mark the runs done (only those not done already: the
-exactly-once filter), write the Parquet file (temporary name, fsync, rename), add it
-to the manifest, commit. A crash anywhere leaves either nothing or an orphan file
-that the next open removes.
+write path of a batch, under the store lock and one SQL transaction: mark the runs
+done (only those not done already: the exactly-once filter) while a helper thread
+encodes the rows (Arrow, then Parquet) and writes the file (temporary name, fsync,
+rename); then add the file to the manifest and commit. A crash anywhere leaves
+either nothing or an orphan file that the next open removes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from storage._engine import connect_error, create_store_engine, first_line
 from storage._faults import fault_point
 from storage._files import (
     BATCH_WRITE_OPTIONS,
+    WrittenFile,
     check_sweep_name,
     encode_parquet,
     ensure_writable_dir,
@@ -41,7 +42,7 @@ from storage._files import (
 from storage._location import StoreLocation, resolve_location
 from storage._migrate import current_revision, prepare_schema
 from storage._models import SWEEP_STATUSES
-from storage._rows import PARTITION_COLUMN, RESULTS_SCHEMA_VERSION, encode_rows
+from storage._rows import PARTITION_COLUMN, RESULTS_SCHEMA_VERSION, EncodedBatch, IncomingBatch, incoming
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -248,59 +249,59 @@ class ParquetSqlStore(ResultStore):
             return meta.requeue(conn, sweep, include_failed)
 
     # --- the write path -------------------------------------------------------------
-    def commit_results(self, sweep: str, rows: Sequence[Mapping[str, Any]]) -> int:
+    def commit_results(self, sweep: str, rows: "Sequence[Mapping[str, Any]] | pa.Table | pa.RecordBatch") -> int:
         """Store a batch of result rows as one Parquet file; see the class contract.
 
-        Rows for runs already done are dropped (exactly once); a batch naming a run
-        that was never registered is refused whole.
+        ``rows`` is a sequence of flat dicts or an Arrow table (or record batch) of
+        such columns. Rows for runs already done are dropped (exactly once); a batch
+        naming a run that was never registered is refused whole.
 
         Raises:
             StoreError: unknown sweep or run, bad column types, unwritable directory.
         """
         self._writable()
-        if not rows:
+        if len(rows) == 0:
             return 0
         check_sweep_name(sweep)
-        rows, run_ids, nodes = _first_per_run(rows)
+        batch = incoming(rows)
         rel = new_result_path(sweep)
-        written: str | None = None
-        catalogue = None
         with store_lock(self.store_dir):
             try:
                 with self._tx() as conn:  # commits on exit; the file goes if anything fails first
                     self._require_sweep(conn, sweep)
-                    # The UPDATE runs in a helper thread while this one converts the rows and
-                    # writes the file (the database and Arrow release the GIL); only the
-                    # commit has to wait for the rename.
-                    changing = self._helper().submit(meta.mark_done, conn, run_ids, nodes, rel)
+                    # The helper thread encodes and writes the file while this one runs the
+                    # UPDATE (the connection stays on one thread). Submitted last, so the
+                    # helper takes the GIL only once this thread waits on the database.
+                    writing = self._helper().submit(self._write_batch, batch, rel)
                     try:
-                        batch = encode_rows(rows, self._catalogue)
-                        table = batch.table
-                        data = encode_parquet(table, BATCH_WRITE_OPTIONS)
-                        info = write_atomic(self.store_dir, rel, data, table.num_rows, schema_hash(table.schema))
-                        written = rel
+                        changed = meta.mark_done(conn, batch.run_ids, batch.nodes, rel)
                     finally:
-                        futures.wait([changing])  # never touch conn while the helper uses it
-                    if changing.result() != len(run_ids):  # some already done, or unknown
-                        table = _exactly_once(conn, table, run_ids, rel)
+                        futures.wait([writing])  # never leave a file being written behind
+                    encoded, info = writing.result()
+                    table = encoded.table
+                    if changed != len(batch.run_ids):  # some already done, or unknown
+                        table = _exactly_once(conn, table, batch.run_ids, rel)
                         remove_file(self.store_dir, rel)
-                        written = None
                         if table.num_rows == 0:
                             return 0
-                        data = encode_parquet(table, BATCH_WRITE_OPTIONS)
-                        info = write_atomic(self.store_dir, rel, data, table.num_rows, schema_hash(table.schema))
-                        written = rel
-                    if batch.new_columns:
-                        catalogue = meta.add_columns(conn, batch.new_columns)
+                        info = write_atomic(self.store_dir, rel, encode_parquet(table, BATCH_WRITE_OPTIONS),
+                                            table.num_rows, schema_hash(table.schema))
+                    catalogue = meta.add_columns(conn, encoded.new_columns) if encoded.new_columns else None
                     meta.add_file(conn, info, sweep, RESULTS_SCHEMA_VERSION)
                     fault_point("commit-after-rename", path=rel, rows=table.num_rows)
             except BaseException:
-                if written is not None:
-                    remove_file(self.store_dir, written)
+                remove_file(self.store_dir, rel)  # not committed: the file must not stay (if it was written)
                 raise
         if catalogue is not None:
             self._catalogue = catalogue
         return table.num_rows
+
+    def _write_batch(self, batch: IncomingBatch, rel: str) -> tuple[EncodedBatch, WrittenFile]:
+        """Encode (rows -> Arrow -> Parquet) and write a batch's file; runs on the helper thread."""
+        encoded = batch.encode(self._catalogue)
+        table = encoded.table
+        data = encode_parquet(table, BATCH_WRITE_OPTIONS)
+        return encoded, write_atomic(self.store_dir, rel, data, table.num_rows, schema_hash(table.schema))
 
     def _require_sweep(self, conn: sa.Connection, sweep: str) -> None:
         if sweep not in self._known_sweeps:  # sweeps are never deleted: one look per store
@@ -437,15 +438,20 @@ class ParquetSqlStore(ResultStore):
             consistency.remove_orphans(self.store_dir, orphans)
         return notes
 
-    def compact(self, *, target_rows: int = compaction.DEFAULT_TARGET_ROWS) -> int:
-        """Merge each sweep's small files into files of up to ``target_rows`` rows; returns files removed."""
+    def compact(self, *, target_rows: int = compaction.DEFAULT_TARGET_ROWS, sweep: str | None = None) -> int:
+        """Merge small files into files of up to ``target_rows`` rows; returns files removed.
+
+        Args:
+            sweep: only the files this sweep computed (its partition); default all.
+        """
         self._writable()
         if target_rows < 2:
             raise StoreError(f"compact target_rows must be >= 2, got {target_rows}")
         removed = 0
         with store_lock(self.store_dir):
             with self._tx() as conn:
-                groups = compaction.plan(meta.manifest(conn), target_rows)
+                listed = [f for f in meta.manifest(conn) if sweep is None or f["sweep"] == sweep]
+                groups = compaction.plan(listed, target_rows)
             for group in groups:
                 removed += compaction.merge_group(self.store_dir, group, self._tx)
         return removed
@@ -473,27 +479,6 @@ class ParquetSqlStore(ResultStore):
             self._pool.shutdown(wait=True)
             self._pool = None
         self._engine.dispose()
-
-
-def _first_per_run(rows: Sequence[Mapping[str, Any]]) -> tuple[Sequence[Mapping[str, Any]], list[str], list[Any]]:
-    """The batch with only the first row of each run, its run_ids and nodes.
-
-    Raises:
-        StoreError: a row has no run_id.
-    """
-    try:
-        run_ids = [row["run_id"] for row in rows]
-    except (KeyError, TypeError):
-        raise StoreError("every result row needs a 'run_id' (the run's content hash); add it to the rows") from None
-    if not all(type(r) is str for r in run_ids):
-        bad = next(r for r in run_ids if type(r) is not str)
-        raise StoreError(f"result row run_id {bad!r} is not a string; pass the run's content hash")
-    if len(set(run_ids)) != len(run_ids):
-        seen: set[str] = set()
-        rows = [row for row in rows if not (row["run_id"] in seen or seen.add(row["run_id"]))]  # type: ignore[func-returns-value]
-        run_ids = [row["run_id"] for row in rows]
-    nodes = [row.get("node") for row in rows]
-    return rows, run_ids, nodes
 
 
 def _exactly_once(conn: sa.Connection, table: "pa.Table", run_ids: list[str], rel: str) -> "pa.Table":

@@ -10,6 +10,7 @@ a SIGKILLed driver is the same call.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from typing import Any, Callable, Iterator, Sequence
@@ -20,6 +21,8 @@ from sweep._expand import Expansion
 from sweep._progress import Progress
 from sweep._spec import SweepSpec
 from sweep._task import RunTask
+
+log = logging.getLogger("flushsweep.sweep")
 
 #: Runs registered per add_runs call (bounds one transaction).
 REGISTER_CHUNK = 5000
@@ -77,13 +80,16 @@ def execute_sweep(
     Ctrl-C (SIGINT) and SIGTERM stop the session cleanly: in-flight runs are
     dropped, finished ones committed, the sweep marked ``interrupted``. A second
     Ctrl-C during that cleanup raises KeyboardInterrupt.
+
+    A session that leaves nothing to compute compacts the sweep's result files
+    (one per committed batch) into a few large ones, so queries read it fast.
     """
     store.set_sweep_status(sweep, "running")
     tasks, skipped = pending_tasks(store, sweep, order=order)
     owned = not isinstance(executor, Executor)
     if not tasks:
         controller = SweepController(store=store, sweep=sweep, executor=_NoWork(), tasks=[], skipped=skipped, options=options, progress=progress)
-        return controller.run()
+        return _compact_finished(store, controller.run())
     try:
         ex = executor() if owned else executor  # type: ignore[operator]
     except BaseException:  # Ctrl-C while Ray starts, or no cluster: nothing ran, but say so
@@ -94,10 +100,25 @@ def execute_sweep(
             on_start(ex)
         controller = SweepController(store=store, sweep=sweep, executor=ex, tasks=tasks, skipped=skipped, options=options, progress=progress)
         with stop_on_signals(controller):
-            return controller.run()
+            report = controller.run()
     finally:
         if owned:
             ex.close()
+    return _compact_finished(store, report)
+
+
+def _compact_finished(store: Any, report: SweepReport) -> SweepReport:
+    """Merge a finished sweep's small result files (a million rows in a thousand files query
+    about three times slower than in two). Compaction is atomic and changes no result; if it
+    fails (e.g. a damaged file) the sweep is still finished, so this only warns."""
+    from storage import StoreError
+
+    if report.remaining == 0:
+        try:
+            store.compact(sweep=report.sweep)
+        except StoreError as exc:
+            log.warning("sweep %s finished, but compacting its result files failed: %s", report.sweep, exc)
+    return report
 
 
 @contextlib.contextmanager

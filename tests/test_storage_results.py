@@ -57,6 +57,28 @@ def test_a_run_is_stored_exactly_once(seeded_store, result_rows):
     assert _by_run(store.results({"run_id": extra[0].run_id}))[extra[0].run_id]["real_s"] == 1.5
 
 
+def test_a_commit_marks_exactly_its_runs_done_and_leaves_every_other_run_as_it_was(any_store, result_rows):
+    """One statement marks the batch done; runs outside it keep their state, failed runs their own error."""
+    runs = result_rows.pairs(4)
+    any_store.begin_sweep("s", "")
+    any_store.add_runs("s", runs)
+    any_store.mark_running([r.run_id for r in runs[:6]])
+    any_store.record_failure(runs[4].run_id, "first attempt: boom", node="node-9", final=False)
+    any_store.record_failure(runs[5].run_id, "out of memory", node="node-8", final=True)
+    assert any_store.commit_results("s", result_rows.rows([*runs[:3], runs[4]], node="node-3")) == 4
+
+    by_id = {r.run_id: r for r in any_store.runs("s")}
+    done = [by_id[r.run_id] for r in (*runs[:3], runs[4])]
+    assert {r.status for r in done} == {"done"} and len({r.result_file for r in done}) == 1
+    assert all(r.error is None and r.node == "node-3" and r.finished is not None for r in done)
+    assert (by_id[runs[3].run_id].status, by_id[runs[3].run_id].attempts) == ("running", 1)
+    assert by_id[runs[3].run_id].result_file is None
+    failed = by_id[runs[5].run_id]
+    assert (failed.status, failed.error, failed.node) == ("failed", "out of memory", "node-8")
+    assert [(by_id[r.run_id].status, by_id[r.run_id].attempts) for r in runs[6:]] == [("pending", 0)] * 2
+    assert any_store.progress("s") == {"pending": 2, "running": 1, "done": 4, "failed": 1}
+
+
 def test_rows_for_unregistered_runs_are_refused_whole(tmp_store, result_rows):
     runs = result_rows.pairs(1)
     tmp_store.begin_sweep("s", "")
@@ -245,6 +267,23 @@ def test_compact_respects_target_rows_and_sweeps(tmp_store, result_rows):
     assert tmp_store.results().num_rows == 12
 
 
+def test_compacting_one_sweep_leaves_the_other_sweeps_files_alone(tmp_store, result_rows):
+    runs = result_rows.pairs(4)
+    for sweep in ("a", "b"):
+        tmp_store.begin_sweep(sweep, "")
+    tmp_store.add_runs("a", runs[:4])
+    tmp_store.add_runs("b", runs[4:])
+    for i in range(0, 4, 2):
+        tmp_store.commit_results("a", result_rows.rows(runs[i : i + 2]))
+        tmp_store.commit_results("b", result_rows.rows(runs[4 + i : 6 + i]))
+    before = tmp_store.results().sort_by("run_id")
+    assert tmp_store.compact(sweep="a") == 2
+    assert len(list(tmp_store.store_dir.glob("sweep=a/*.parquet"))) == 1
+    assert len(list(tmp_store.store_dir.glob("sweep=b/*.parquet"))) == 2
+    assert tmp_store.results().sort_by("run_id").equals(before.select(tmp_store.results().column_names))
+    assert tmp_store.check() == []
+
+
 def test_real_run_config_and_result_rows_round_trip(tmp_store):
     """The engine's own vocabulary: every RunConfig field and RunResult metric survives storage."""
     from dataclasses import fields
@@ -305,6 +344,70 @@ def test_any_batch_of_flat_scalars_round_trips(tmp_path_factory, rows):
                 assert out == value or (math.isnan(value) and math.isnan(out))
             else:
                 assert out == value, (key, value, out)
+
+
+def test_an_arrow_table_is_stored_like_the_same_rows(any_store, result_rows):
+    import pyarrow as pa
+
+    runs = result_rows.pairs(6)
+    any_store.begin_sweep("s", "")
+    any_store.add_runs("s", runs)
+    rows = result_rows.rows(runs)
+    assert any_store.commit_results("s", rows[:4]) == 4
+    assert any_store.commit_results("s", pa.Table.from_pylist(rows[4:8])) == 4
+    batch = pa.RecordBatch.from_pylist([{**row, "node": "node-arrow"} for row in rows[8:]])
+    assert any_store.commit_results("s", batch) == 4
+    got = _by_run(any_store.results())
+    for row in rows:
+        for key, value in row.items():
+            if key != "node":
+                assert got[row["run_id"]][key] == value, key
+    assert any_store.results().schema.field("vcpus").type == pa.int64()
+    nodes = {r.run_id: r.node for r in any_store.runs("s", status="done")}
+    assert {nodes[r["run_id"]] for r in rows[8:]} == {"node-arrow"} and len(nodes) == 12
+    # exactly once, and the first of duplicate rows wins, as with dicts
+    assert any_store.commit_results("s", pa.Table.from_pylist(rows[:2])) == 0
+    more = result_rows.pairs(1, start=40)
+    any_store.add_runs("s", more)
+    first, second = result_rows.row(more[0], real_s=1.5), result_rows.row(more[0], real_s=2.5)
+    assert any_store.commit_results("s", pa.Table.from_pylist([first, second, result_rows.row(more[1])])) == 2
+    assert _by_run(any_store.results({"run_id": more[0].run_id}))[more[0].run_id]["real_s"] == 1.5
+
+
+def test_an_arrow_table_is_held_to_the_stored_column_types(tmp_store, result_rows):
+    import pyarrow as pa
+
+    runs = result_rows.pairs(4)
+    tmp_store.begin_sweep("s", "")
+    tmp_store.add_runs("s", runs)
+    tmp_store.commit_results("s", result_rows.rows(runs[:2]))
+    table = pa.Table.from_pylist(result_rows.rows(runs[2:4]))
+    narrow = table.set_column(table.schema.get_field_index("vcpus"), "vcpus", table.column("vcpus").cast(pa.int32()))
+    narrow = narrow.set_column(narrow.schema.get_field_index("real_s"), "real_s", pa.array([3, 4], pa.int64()))
+    narrow = narrow.append_column("warmup_s", pa.nulls(2))  # NULL throughout: typed by a later batch
+    assert tmp_store.commit_results("s", narrow) == 2  # int32 -> int64, int -> float where floats are stored
+    got = _by_run(tmp_store.results())
+    assert [got[r.run_id]["real_s"] for r in runs[2:4]] == [3.0, 4.0]
+    assert tmp_store.columns()["vcpus"] == "int64" and "warmup_s" not in tmp_store.columns()
+
+    later = result_rows.pairs(1, start=20)
+    tmp_store.add_runs("s", later)
+    good = pa.Table.from_pylist(result_rows.rows(later))
+    bad_ops = good.set_column(good.schema.get_field_index("ops"), "ops", pa.array([1.5, 2.5]))
+    with pytest.raises(StoreError, match="'ops' holds int64 values in this store, got double"):
+        tmp_store.commit_results("s", bad_ops)
+    with pytest.raises(StoreError, match="'histogram' has type list<item: int64>.*flat scalars"):
+        tmp_store.commit_results("s", good.append_column("histogram", pa.array([[1, 2], [3]])))
+    with pytest.raises(StoreError, match="clashes with existing column 'vcpus'"):
+        tmp_store.commit_results("s", good.append_column("VCPUS", pa.array([1, 2])))
+    with pytest.raises(StoreError, match="column 'ops' more than once"):
+        tmp_store.commit_results("s", good.append_column("ops", pa.array([1, 2])))
+    with pytest.raises(StoreError, match="needs a 'run_id' column"):
+        tmp_store.commit_results("s", good.drop_columns(["run_id"]))
+    with pytest.raises(StoreError, match="run_id None"):
+        tmp_store.commit_results("s", good.set_column(0, "run_id", pa.array([None, "x"], pa.string())))
+    assert tmp_store.progress("s")["done"] == 4 and tmp_store.results().num_rows == 4  # nothing half-stored
+    assert tmp_store.commit_results("s", good) == 2
 
 
 def test_node_and_sweep_bookkeeping(any_store, result_rows):

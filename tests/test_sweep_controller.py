@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+import pyarrow.compute as pc
 
 from sweep import (
     InProcessExecutor,
@@ -208,3 +209,40 @@ def test_interrupted_attempts_do_not_count_as_failures(sweep_store: Any) -> None
     execute_sweep(sweep_store, "att", InProcessExecutor(batch=rec, workers=2), options=RunOptions(max_batch=1))
     statuses = Counter(r.status for r in sweep_store.runs("att"))
     assert statuses["failed"] == 0 and statuses["running"] == 0
+
+
+def test_a_finished_sweep_is_compacted_and_reads_the_same(sweep_store: Any) -> None:
+    """One file per commit while the sweep runs; once nothing is left, one file, same rows."""
+    text = f"name: cmp\nbase: {CHEAP}\naxes:\n  seed: {{from: 0, to: 19}}\n"
+    _, exp = plan(sweep_store, text)
+    partition = sweep_store.store_dir / "sweep=cmp"
+    rec = Recorder(after=6, action=lambda: os.kill(os.getpid(), signal.SIGINT))
+    options = RunOptions(max_batch=1, commit_rows=1)
+    first = execute_sweep(sweep_store, "cmp", InProcessExecutor(batch=rec), options=options)
+    assert first.status == "interrupted" and first.remaining > 0
+    assert len(list(partition.glob("*.parquet"))) == first.done > 1  # unfinished: left as committed
+    before = sweep_store.results(sweep="cmp").sort_by("run_id")
+
+    resumed = execute_sweep(sweep_store, "cmp", InProcessExecutor(), options=options)
+    assert resumed.status == "done" and resumed.remaining == 0
+    assert len(list(partition.glob("*.parquet"))) == 1
+    after = sweep_store.results(sweep="cmp").sort_by("run_id")
+    assert sorted(after.column("run_id").to_pylist()) == sorted(r.run_id for r in exp.runs)
+    kept = after.filter(pc.is_in(after.column("run_id"), value_set=before.column("run_id")))
+    assert kept.select(before.column_names).equals(before)
+    assert sweep_store.check() == []
+
+
+def test_a_failed_compaction_only_warns(sweep_store: Any, caplog: Any) -> None:
+    plan(sweep_store)
+    execute_sweep(sweep_store, "ctl", InProcessExecutor(), options=RunOptions(max_batch=1, commit_rows=1))
+    _, bigger = plan(sweep_store, SPEC.replace("vcpus: [2, 4]", "vcpus: [2, 4, 8]"))
+    victim = next((sweep_store.store_dir / "sweep=ctl").glob("*.parquet"))
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0xFF  # bit rot, same size: only the checksum notices
+    victim.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="flushsweep.sweep"):
+        report = execute_sweep(sweep_store, "ctl", InProcessExecutor(), options=RunOptions(max_batch=1, commit_rows=1))
+    assert report.status == "done" and report.done == len(bigger.runs) - 12
+    assert "compacting its result files failed" in caplog.text and "store check --repair" in caplog.text
+    assert sweep_store.find_sweep("ctl").status == "done"

@@ -2,7 +2,8 @@
 
 Batch mode everywhere (SQLite cannot ALTER much), our own version table so an
 Optuna study can share the database, and only ``fs_`` tables are compared, so
-autogenerate never proposes dropping someone else's tables.
+autogenerate never proposes dropping someone else's tables (nor adding a
+PostgreSQL-only index to SQLite).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from storage._models import TABLE_PREFIX, VERSION_TABLE, Base
+from storage._models import TABLE_PREFIX, VERSION_TABLE, Base, comparable_on
 
 config = context.config
 target_metadata = Base.metadata
@@ -39,13 +40,13 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:  # storage opens the store and hands us its connection
-        context.configure(connection=connection, **_OPTIONS)
+        context.configure(connection=connection, include_object=comparable_on(connection.dialect.name), **_OPTIONS)
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=NullPool)
     with engine.connect() as conn:
-        context.configure(connection=conn, **_OPTIONS)
+        context.configure(connection=conn, include_object=comparable_on(conn.dialect.name), **_OPTIONS)
         with context.begin_transaction():
             context.run_migrations()
 
