@@ -20,12 +20,13 @@ runs looked up by run_id), which finds all its runs stored and so simulates noth
   and the median over seeds; targets: TPE median <= 10% of the grid, and random median / TPE median >= 3.
   A search that has not got there after --cap trials (default: half the grid) stops and counts as the cap,
   shown as ">cap": a lower bound, so the random/TPE ratio is never overstated by it;
-- the search's own overhead per trial (sampler + study storage + result store + scoring: all time the
-  driver spends, see SearchReport) against the simulation time of a trial's runs (their stored engine
-  time); target <= 5%. The study costs one transaction per trial and scoring a fixed amount, but TPE's
-  sampling grows with the study's trials (random sampling is nearly free), so the figure is also shown
-  per sampler; the line also says how long a trial's simulation must be for the overhead to stay within
-  the target.
+- the search's own overhead per trial as the issue defines it (sampler + storage: the study and the
+  result store) against the simulation time of a trial's runs (their stored engine time); target <= 5%.
+  The next line adds planning and scoring, i.e. all time the driver spends (see SearchReport), so
+  nothing is hidden. The study costs one transaction per trial and planning/scoring a fixed amount,
+  but TPE's sampling grows with the study's trials (random sampling is nearly free), so the figure is
+  also shown per sampler; a line says how long a trial's simulation must be for the overhead to stay
+  within the target.
 """
 
 from __future__ import annotations
@@ -208,13 +209,15 @@ def main() -> int:
     print(f"random / TPE evaluations: {ratio:.1f}x  (target >= {SPEEDUP_TARGET:g}x; ratio to target {ratio / SPEEDUP_TARGET:.2f})")
     trials = sum(r.trials for r in reports)
     overhead = {k: sum(r.overhead_s.get(k, 0.0) for r in reports) / trials for k in ("sampler", "study", "store", "plan")}
+    own = overhead["sampler"] + overhead["study"] + overhead["store"]  # the issue's "sampler + storage"
     total = sum(overhead.values())
     simulation = sum(r.simulation_s for r in reports) / trials
-    pct = 100 * total / simulation
-    print(f"search overhead: {1000 * total:.1f} ms per trial vs {1000 * simulation:.0f} ms of simulation per trial "
-          f"= {pct:.1f}%  (target <= {OVERHEAD_TARGET_PCT:g}%; ratio to target {pct / OVERHEAD_TARGET_PCT:.2f})")
-    print(f"  the target holds for trials with >= {total / (OVERHEAD_TARGET_PCT / 100):.2f} s of simulation "
-          f"(e.g. 2 replicates x 2 runs of >= {total / (OVERHEAD_TARGET_PCT / 100) / 4:.2f} s)")
+    pct = 100 * own / simulation
+    print(f"search overhead (sampler + storage): {1000 * own:.2f} ms per trial vs {1000 * simulation:.0f} ms of simulation "
+          f"per trial = {pct:.1f}%  (target <= {OVERHEAD_TARGET_PCT:g}%; ratio to target {pct / OVERHEAD_TARGET_PCT:.2f})")
+    print(f"  with planning and scoring (all driver time): {1000 * total:.2f} ms per trial = {100 * total / simulation:.1f}%")
+    print(f"  the target holds for trials with >= {own / (OVERHEAD_TARGET_PCT / 100):.3f} s of simulation "
+          f"(e.g. 2 replicates x 2 runs of >= {own / (OVERHEAD_TARGET_PCT / 100) / 4:.3f} s)")
     print("  per trial: " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in overhead.items())
           + f"; over {trials} trials; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("  by sampler: " + "; ".join(
