@@ -38,6 +38,25 @@ def test_compact_merges_and_reports(capsys, store_args, store_dir):
     assert "--target-rows" in capsys.readouterr().err
 
 
+def test_compact_one_sweep_leaves_the_others_alone(capsys, store_args, store_dir, db_url, result_rows):
+    args, rows = store_args
+    with open_store(store_dir, db_url) as store:
+        store.begin_sweep("other", "")
+        extra = result_rows.pairs(2, start=60)
+        store.add_runs("other", extra)
+        for run in extra:
+            store.commit_results("other", [result_rows.row(run)])
+    other_before = sorted(p.name for p in store_dir.glob("sweep=other/*.parquet"))
+    assert len(other_before) == 4
+    assert cli(["store", "compact", "--sweep", "sw", "--target-rows", "1000", *args]) == 0
+    assert len(list(store_dir.glob("sweep=sw/*.parquet"))) == 1
+    assert sorted(p.name for p in store_dir.glob("sweep=other/*.parquet")) == other_before
+    capsys.readouterr()
+    assert cli(["store", "compact", "--sweep", "nope", *args]) == 2
+    err = capsys.readouterr().err
+    assert "--sweep" in err and "'nope'" in err and "other" in err
+
+
 def test_info_describes_the_store(capsys, store_args, store_dir):
     args, rows = store_args
     assert cli(["store", "info", *args]) == 0

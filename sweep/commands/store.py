@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     compact = actions.add_parser("compact", help="merge small result files, atomically")
     compact.add_argument("--target-rows", type=int, default=500_000, metavar="N",
                          help="rows per merged file (default 500000)")
+    compact.add_argument("--sweep", metavar="NAME", help="only this sweep's files (default: every sweep's)")
     add_store_args(compact)
     compact.set_defaults(func=run_compact)
 
@@ -59,8 +60,11 @@ def run_compact(args: argparse.Namespace) -> int:
     if args.target_rows < 2:
         raise UsageError(f"--target-rows: must be >= 2, got {args.target_rows}")
     with store_from_args(args) as store:
+        if args.sweep is not None and store.find_sweep(args.sweep) is None:
+            known = ", ".join(s.name for s in store.sweeps()) or "none"
+            raise UsageError(f"--sweep: no sweep named {args.sweep!r} in this store; known sweeps: {known}")
         before = store.summary()["files"]
-        removed = store.compact(target_rows=args.target_rows)
+        removed = store.compact(target_rows=args.target_rows, sweep=args.sweep)
         after = store.summary()["files"]
     if removed == 0:
         print(f"nothing to compact: {before} result file(s)")
