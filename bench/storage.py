@@ -1,13 +1,15 @@
 """Storage speed: result rows written per second, and one aggregate query, on SQLite and PostgreSQL.
 
 Writes ``--rows`` result rows (default 1,000,000; half baseline, half PV paired to
-them) in batches of ``--batch`` (default 1,000) through ``commit_results``, the
-sweep driver's write path (Parquet file + SQL commit per batch), then times the
-PV-benefit aggregate (grouped by vcpus and overcommit) over the ``paired`` view.
+them) in batches of ``--batch`` (default 1,000) through the sweep driver's write
+path, then times the PV-benefit aggregate (grouped by vcpus and overcommit) over
+the ``paired`` view.
 
-Each batch is a list of flat dicts, which is what the sweep driver hands over
-(workers return one dict per run; ``commit_results`` also takes an Arrow table,
-which skips the dict -> Arrow conversion, but production does not send one).
+Each batch is what the driver receives from its workers: the task's rows packed
+into one Arrow table by ``sweep._task.pack_outcomes`` (on the workers, in parallel,
+so not timed here), committed with ``commit_results`` as the sweep controller does.
+A secondary figure, on ``--secondary-rows`` rows: lists of dicts (what the driver
+was handed before workers packed their rows, and what single-run tasks still send).
 The query is timed on the store as written, one file per batch; a sweep that
 finishes is compacted by ``execute_sweep``, so the bench then compacts and times
 the query again.
@@ -37,6 +39,7 @@ from typing import Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from storage import NewRun, open_store  # noqa: E402
+from sweep._task import RunOutcome, pack_outcomes  # noqa: E402
 
 WRITE_TARGET_ROWS_S = 200_000
 QUERY_TARGET_S = 1.0
@@ -109,24 +112,52 @@ def postgres_database(admin_url: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def worker_batch(ids: range, rng: random.Random) -> "object":
+    """A batch as a worker returns it: its rows packed into one Arrow table."""
+    outcomes = [RunOutcome(run_id(i), result_row(i, rng), None, f"node-{i % 4}", 0.1) for i in ids]
+    table = pack_outcomes(outcomes).table
+    assert table is not None
+    return table
+
+
+def register(store: object, sweep: str, rows: int) -> float:
+    store.begin_sweep(sweep, f"bench {rows} rows")  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    for start in range(0, rows, REGISTER_CHUNK):
+        store.add_runs(sweep, [new_run(i) for i in range(start, min(rows, start + REGISTER_CHUNK))])  # type: ignore[attr-defined]
+    return rows / (time.perf_counter() - t0)
+
+
+def secondary(db: str | None, store_dir: Path, rows: int, batch: int) -> dict:
+    """Lists of dicts through ``commit_results``; building them is not timed."""
+    out: dict[str, float] = {}
+    with open_store(store_dir, db) as store:
+        register(store, "more", rows)
+        rng = random.Random(7)
+        spent, stored = 0.0, 0
+        for start in range(0, rows, batch):
+            data = [result_row(i, rng) for i in range(start, min(rows, start + batch))]
+            t0 = time.perf_counter()
+            stored += store.commit_results("more", data)
+            spent += time.perf_counter() - t0
+        out["dicts_rows_s"] = stored / spent
+    return out
+
+
 def bench(backend: str, db: str | None, store_dir: Path, rows: int, batch: int, query_runs: int) -> dict:
     out: dict[str, float] = {}
     with open_store(store_dir, db) as store:
-        store.begin_sweep("bench", f"bench {rows} rows")
-        t0 = time.perf_counter()
-        for start in range(0, rows, REGISTER_CHUNK):
-            store.add_runs("bench", [new_run(i) for i in range(start, min(rows, start + REGISTER_CHUNK))])
-        out["register_runs_s"] = rows / (time.perf_counter() - t0)
+        out["register_runs_s"] = register(store, "bench", rows)
 
         rng = random.Random(42)
+        batches = [worker_batch(range(s, min(rows, s + batch)), rng) for s in range(0, rows, batch)]  # the workers' part
         spent = 0.0
-        for start in range(0, rows, batch):
-            ids = range(start, min(rows, start + batch))
-            batch_rows = [result_row(i, rng) for i in ids]  # not timed: the sweep computes these
+        for table in batches:
             t0 = time.perf_counter()
-            stored = store.commit_results("bench", batch_rows)
+            stored = store.commit_results("bench", table)
             spent += time.perf_counter() - t0
-            assert stored == len(batch_rows)
+            assert stored == table.num_rows
+        del batches
         out["write_rows_s"] = rows / spent
         out["write_s"] = spent
 
@@ -159,6 +190,8 @@ def report(backend: str, r: dict) -> None:
           f"({'ok' if w >= WRITE_TARGET_ROWS_S else 'BELOW TARGET'})")
     print(f"{backend:10} query  {q:12.3f} s        target <  {QUERY_TARGET_S:g} s        ratio {q / QUERY_TARGET_S:.2f} "
           f"({'ok' if q < QUERY_TARGET_S else 'ABOVE TARGET'}; first run {r['query_first_s']:.3f} s)")
+    if "dicts_rows_s" in r:
+        print(f"{'':10} secondary ({r['secondary_rows']:,} rows): {r['dicts_rows_s']:,.0f} rows/s with lists of dicts")
     print(f"{'':10} also: registering runs {r['register_runs_s']:,.0f} runs/s; compact {r['files_before']:.0f} "
           f"-> {r['files_after']:.0f} file(s) in {r['compact_s']:.1f} s, query then {r['query_compacted_s']:.3f} s")
 
@@ -171,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=os.environ.get("FLUSHSWEEP_TEST_PG_URL") or
                         "postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--query-runs", type=int, default=3)
+    parser.add_argument("--secondary-rows", type=int, default=100_000,
+                        help="rows for the secondary figure with lists of dicts (0: skip it)")
     args = parser.parse_args(argv)
     if args.rows < 2 or args.batch < 1:
         parser.error("--rows must be >= 2 and --batch >= 1")
@@ -181,9 +216,15 @@ def main(argv: list[str] | None = None) -> int:
             store_dir = Path(tmp) / "store"
             if backend == "sqlite":
                 result = bench(backend, None, store_dir, args.rows, args.batch, args.query_runs)
+                if args.secondary_rows:
+                    result.update(secondary(None, Path(tmp) / "sync", args.secondary_rows, args.batch))
             else:
                 with postgres_database(args.pg_url) as url:
                     result = bench(backend, url, store_dir, args.rows, args.batch, args.query_runs)
+                if args.secondary_rows:
+                    with postgres_database(args.pg_url) as url:
+                        result.update(secondary(url, Path(tmp) / "sync", args.secondary_rows, args.batch))
+            result["secondary_rows"] = args.secondary_rows
         report(backend, result)
     return 0
 

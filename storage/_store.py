@@ -272,33 +272,41 @@ class ParquetSqlStore(ResultStore):
                     # The helper thread encodes and writes the file while this one runs the
                     # UPDATE (the connection stays on one thread). Submitted last, so the
                     # helper takes the GIL only once this thread waits on the database.
-                    writing = self._helper().submit(self._write_batch, batch, rel)
-                    try:
-                        changed = meta.mark_done(conn, batch.run_ids, batch.nodes, rel)
-                    finally:
-                        futures.wait([writing])  # never leave a file being written behind
-                    encoded, info = writing.result()
-                    table = encoded.table
-                    if changed != len(batch.run_ids):  # some already done, or unknown
-                        table = _exactly_once(conn, table, batch.run_ids, rel)
-                        remove_file(self.store_dir, rel)
-                        if table.num_rows == 0:
-                            return 0
-                        info = write_atomic(self.store_dir, rel, encode_parquet(table, BATCH_WRITE_OPTIONS),
-                                            table.num_rows, schema_hash(table.schema))
-                    catalogue = meta.add_columns(conn, encoded.new_columns) if encoded.new_columns else None
-                    meta.add_file(conn, info, sweep, RESULTS_SCHEMA_VERSION)
-                    fault_point("commit-after-rename", path=rel, rows=table.num_rows)
+                    writing = self._helper().submit(self._write_batch, batch, rel, self._catalogue)
+                    stored, catalogue = self._commit_batch(conn, sweep, batch, rel, writing)
             except BaseException:
                 remove_file(self.store_dir, rel)  # not committed: the file must not stay (if it was written)
                 raise
         if catalogue is not None:
             self._catalogue = catalogue
-        return table.num_rows
+        return stored
 
-    def _write_batch(self, batch: IncomingBatch, rel: str) -> tuple[EncodedBatch, WrittenFile]:
-        """Encode (rows -> Arrow -> Parquet) and write a batch's file; runs on the helper thread."""
-        encoded = batch.encode(self._catalogue)
+    def _commit_batch(
+        self, conn: sa.Connection, sweep: str, batch: IncomingBatch, rel: str, writing: "futures.Future[Any]"
+    ) -> tuple[int, dict[str, str] | None]:
+        """Inside the caller's transaction and store lock: mark the runs done, then list the file
+        ``writing`` produces. Returns rows stored and the new catalogue (None: unchanged)."""
+        try:
+            changed = meta.mark_done(conn, batch.run_ids, batch.nodes, rel)
+        finally:
+            futures.wait([writing])  # never leave a file being written behind
+        encoded, info = writing.result()
+        table = encoded.table
+        if changed != len(batch.run_ids):  # some already done, or unknown
+            table = _exactly_once(conn, table, batch.run_ids, rel)
+            remove_file(self.store_dir, rel)
+            if table.num_rows == 0:
+                return 0, None
+            info = write_atomic(self.store_dir, rel, encode_parquet(table, BATCH_WRITE_OPTIONS),
+                                table.num_rows, schema_hash(table.schema))
+        catalogue = meta.add_columns(conn, encoded.new_columns) if encoded.new_columns else None
+        meta.add_file(conn, info, sweep, RESULTS_SCHEMA_VERSION)
+        fault_point("commit-after-rename", path=rel, rows=table.num_rows)
+        return table.num_rows, catalogue
+
+    def _write_batch(self, batch: IncomingBatch, rel: str, catalogue: Mapping[str, str]) -> tuple[EncodedBatch, WrittenFile]:
+        """Encode (rows -> Arrow -> Parquet) and write a batch's file; runs on a helper thread."""
+        encoded = batch.encode(catalogue)
         table = encoded.table
         data = encode_parquet(table, BATCH_WRITE_OPTIONS)
         return encoded, write_atomic(self.store_dir, rel, data, table.num_rows, schema_hash(table.schema))

@@ -5,7 +5,9 @@ time, and as each returns another is submitted. Short runs are batched so a task
 lasts about ``min_task_s``. Only the driver talks to the store: results are
 buffered and committed in batches, so a crash loses at most the uncommitted
 buffer, and those runs are computed again on resume (never stored twice: the
-store drops a row for a run that is already done).
+store drops a row for a run that is already done). Results arrive as one Arrow
+table per task (packed by the worker) and are committed as one concatenated table,
+so the driver never converts rows itself.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 from sweep._executor import Completion, Executor
 from sweep._progress import Progress, ProgressState
-from sweep._task import RunOutcome, RunTask
+from sweep._task import RunOutcome, RunTask, rows_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 RunState = Literal["queued", "in_flight", "buffered", "done", "failed"]
 StopReason = Literal["interrupted", "cancelled", "failed"]
@@ -144,7 +149,9 @@ class SweepController:
         self._by_state["queued"] = set(self._runs)
         self._queue: deque[str] = deque(self._runs)
         self._tickets: dict[int, list[str]] = {}
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[dict[str, Any]] = []  # rows that came back as dicts
+        self._tables: list[tuple[list[str], "pa.Table"]] = []  # (run ids, rows) of each packed task
+        self._buffered = 0
         self._buffer_since: float | None = None
         self._unmarked: list[str] = []
         self._last_mark = -math.inf
@@ -169,7 +176,7 @@ class SweepController:
         """A stop request ends the session at once (in-flight work is dropped); otherwise run out the queue."""
         if self._stop is not None:
             return True
-        return not self._by_state["queued"] and not self._tickets and not self._buffer
+        return not self._by_state["queued"] and not self._tickets and not self._buffered
 
     def run(self) -> SweepReport:
         """Step until every run is done or failed, or a stop is requested; always leaves the store consistent.
@@ -257,20 +264,31 @@ class SweepController:
             self._on_completion(completion)
 
     def _commit(self, *, force: bool) -> None:
-        if not self._buffer:
+        if not self._buffered:
             return
         due = (
             force
-            or len(self._buffer) >= self.options.commit_rows
+            or self._buffered >= self.options.commit_rows
             or (self._buffer_since is not None and self._clock() - self._buffer_since >= self.options.commit_interval_s)
         )
         if not due:
             return
-        rows, self._buffer, self._buffer_since = self._buffer, [], None
+        parts: list[tuple[list[str], Any]] = self._tables
+        if self._buffer:  # single-run tasks, or rows a worker could not pack
+            ids = [row.get("run_id") for row in self._buffer]
+            table = rows_table(self._buffer, ids)
+            parts.append((ids, self._buffer if table is None else table))
+        self._buffer, self._tables, self._buffered, self._buffer_since = [], [], 0, None
         self._mark_running()  # first, so a run's attempt is counted before it is done
-        self.store.commit_results(self.sweep, rows)
-        for row in rows:
-            self._set_state(row["run_id"], "done")
+        tables = [part for _, part in parts if not isinstance(part, list)]
+        if len(tables) == len(parts):
+            combined = _concat(tables)
+            if combined is not None:
+                parts = [([rid for ids, _ in parts for rid in ids], combined)]
+        for ids, part in parts:  # one commit, or one per part when they do not combine (the store names the column)
+            self.store.commit_results(self.sweep, part)
+            for rid in ids:
+                self._set_state(rid, "done")
 
     def _show(self) -> None:
         if self.progress is not None:
@@ -286,21 +304,30 @@ class SweepController:
                 self._on_failure(rid, f"task lost: {completion.error}", node=None)
             return
         returned = {o.run_id: o for o in completion.outcomes}
+        packed: list[str] = []
         for rid in batch:
             outcome = returned.get(rid)
             if outcome is None:
                 self._on_failure(rid, "the worker returned no outcome for this run", node=None)
+            elif outcome.ok and outcome.row is None and completion.table is None:
+                self._on_failure(rid, "the worker returned neither a result row nor a table for this run", node=outcome.node)
             elif outcome.ok:
                 self._on_success(outcome)
+                if outcome.row is None:
+                    packed.append(rid)
             else:
                 self._on_failure(rid, outcome.error or "", node=outcome.node)
+        if packed and completion.table is not None:
+            self._tables.append((packed, completion.table))
+            self._buffered += len(packed)
 
     def _on_success(self, outcome: RunOutcome) -> None:
         self._run_time += outcome.wall_s
         self._per_run_s = outcome.wall_s if self._per_run_s is None else 0.8 * self._per_run_s + 0.2 * outcome.wall_s
         self._set_state(outcome.run_id, "buffered")
-        assert outcome.row is not None
-        self._buffer.append(outcome.row)
+        if outcome.row is not None:  # otherwise the row is in its task's table
+            self._buffer.append(outcome.row)
+            self._buffered += 1
         if self._buffer_since is None:
             self._buffer_since = self._clock()
 
@@ -363,6 +390,19 @@ class SweepController:
         if self.progress is not None:
             self.progress.update(self.state(), force=True)
             self.progress.close()
+
+
+def _concat(tables: list[Any]) -> "pa.Table | None":
+    """The tables as one (a column missing or all-None in some is NULL there, an int column joining a float one
+    becomes float, as the store widens it); None when a column's types clash."""
+    import pyarrow as pa
+
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
 
 
 __all__ = ["Failure", "RunOptions", "SweepController", "SweepReport"]

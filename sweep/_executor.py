@@ -12,9 +12,12 @@ import itertools
 import socket
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from sweep._task import RunOutcome, RunTask, execute_batch
+from sweep._task import RunOutcome, RunTask, execute_batch, pack_outcomes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: A batch function: tasks and the node name in, outcomes out (``sweep._task.execute_batch``).
 BatchFunction = Callable[[Sequence[RunTask], str], list[RunOutcome]]
@@ -24,6 +27,8 @@ BatchFunction = Callable[[Sequence[RunTask], str], list[RunOutcome]]
 class Completion:
     """A finished ticket: its outcomes, or ``error`` when the whole task was lost.
 
+    ``table`` holds the result rows of the successful outcomes whose ``row`` is
+    None (``sweep._task.pack_outcomes``), ready for ``ResultStore.commit_results``.
     A task is lost when its worker or node died more often than the executor
     retries (Ray ``max_retries``); the controller then counts one failed attempt
     for each run in it.
@@ -32,6 +37,14 @@ class Completion:
     ticket: int
     outcomes: tuple[RunOutcome, ...] | None
     error: str | None = None
+    table: "pa.Table | None" = None
+
+    def rows_by_run(self) -> dict[str, dict[str, Any]]:
+        """The result row of every successful run as a dict, whether it came as a dict or in ``table``."""
+        rows = {o.run_id: o.row for o in self.outcomes or () if o.row is not None and o.error is None}
+        if self.table is not None:
+            rows.update(zip(self.table.column("run_id").to_pylist(), self.table.to_pylist()))
+        return rows
 
 
 class Executor(abc.ABC):
@@ -99,7 +112,8 @@ class InProcessExecutor(Executor):
         if not self._queue:
             return []
         ticket, tasks = self._queue.popleft()
-        return [Completion(ticket, tuple(self._batch(tasks, self._node)))]
+        packed = pack_outcomes(self._batch(tasks, self._node))  # as a Ray worker returns it
+        return [Completion(ticket, packed.outcomes, table=packed.table)]
 
     def cancel(self) -> None:
         self._queue.clear()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sweep._executor import BatchFunction, Completion, Executor
-from sweep._task import RunOutcome, RunTask, execute_batch
+from sweep._task import BatchResult, RunTask, execute_batch, pack_outcomes
 
 #: The repository root: what workers need on their path (workers/, sweep/, configs/profiles).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,11 +24,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIP_EXCLUDES = [".venv", ".git", "flushsweep-data", "**/__pycache__", ".pytest_cache", ".hypothesis", "*.parquet", "*.db", "build", "dist"]
 
 
-def _ray_batch(tasks: Sequence[RunTask], batch: BatchFunction = execute_batch) -> list[RunOutcome]:
-    """The Ray task: record which node ran the batch, then run it."""
+def _ray_batch(tasks: Sequence[RunTask], batch: BatchFunction = execute_batch) -> BatchResult:
+    """The Ray task: record which node ran the batch, run it, pack its rows into one table (here, not on the driver)."""
     import ray
 
-    return batch(tasks, ray.get_runtime_context().get_node_id())
+    return pack_outcomes(batch(tasks, ray.get_runtime_context().get_node_id()))
 
 
 class RayExecutor(Executor):
@@ -108,7 +108,8 @@ class RayExecutor(Executor):
         for ref in ready:
             ticket = self._in_flight.pop(ref)
             try:
-                out.append(Completion(ticket, tuple(self._ray.get(ref))))
+                result: BatchResult = self._ray.get(ref)
+                out.append(Completion(ticket, result.outcomes, table=result.table))
             except self._ray.exceptions.RayError as exc:  # worker/node died beyond max_retries, object lost, ...
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 out.append(Completion(ticket, None, f"{type(exc).__name__}: {first}"))

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pyarrow.compute as pc
+import pytest
 
+from storage import StoreError
 from sweep import (
     InProcessExecutor,
     Progress,
@@ -22,6 +24,8 @@ from sweep import (
     parse_spec,
     start_sweep,
 )
+from sweep._executor import Completion
+from sweep._task import RunOutcome, pack_outcomes
 from sweep_fixtures import profile_dir, sweep_store  # noqa: F401 - fixtures
 
 CHEAP = "{workload: cpu-bound, vcpus: 4, pcpus: 2, threads: 2, duration_s: 0.01}"
@@ -246,3 +250,74 @@ def test_a_failed_compaction_only_warns(sweep_store: Any, caplog: Any) -> None:
     assert report.status == "done" and report.done == len(bigger.runs) - 12
     assert "compacting its result files failed" in caplog.text and "store check --repair" in caplog.text
     assert sweep_store.find_sweep("ctl").status == "done"
+
+
+# --- results travel as one Arrow table per task ---------------------------------------
+
+
+def _ok(run_id: str, **fields: Any) -> RunOutcome:
+    return RunOutcome(run_id, {"run_id": run_id, "node": "n", **fields}, None, "n", 0.01)
+
+
+def test_a_task_packs_its_successful_rows_into_one_table_with_their_run_ids() -> None:
+    failed = RunOutcome("r2", None, "Traceback: boom", "n", 0.01)
+    packed = pack_outcomes([_ok("r1", x=1, y=0.5, s="a"), failed, _ok("r3", x=2, y=None, s="b")])
+    assert packed.table is not None and packed.table.column("run_id").to_pylist() == ["r1", "r3"]
+    assert [o.ok for o in packed.outcomes] == [True, False, True]
+    assert all(o.row is None for o in packed.outcomes) and packed.outcomes[1].error == "Traceback: boom"
+    completion = Completion(1, packed.outcomes, table=packed.table)
+    assert completion.rows_by_run()["r3"] == {"run_id": "r3", "node": "n", "x": 2, "y": None, "s": "b"}
+    assert set(completion.rows_by_run()) == {"r1", "r3"}
+
+
+def test_rows_that_do_not_make_a_table_stay_dicts() -> None:
+    mixed = [_ok("r1", x=1), _ok("r2", x="one")]
+    huge = [_ok("r1", x=1), _ok("r2", x=2**70)]
+    nested = [_ok("r1", x={"a": 1}), _ok("r2", x={"a": 2})]
+    for outcomes in (mixed, huge, nested, [_ok("r1", x=1)]):  # the last: one row is not worth a table
+        packed = pack_outcomes(outcomes)
+        assert packed.table is None and [o.row for o in packed.outcomes] == [o.row for o in outcomes]
+        assert Completion(1, packed.outcomes).rows_by_run() == {o.run_id: o.row for o in outcomes}
+    different_fields = pack_outcomes([_ok("r1", x=1), _ok("r2", y=2.5)])
+    assert different_fields.table is not None and different_fields.table.to_pylist() == [
+        {"run_id": "r1", "node": "n", "x": 1, "y": None}, {"run_id": "r2", "node": "n", "x": None, "y": 2.5}]
+
+
+class FakeRows:
+    """A batch function returning made-up rows: ``values`` maps a run's position to its row's ``x``."""
+
+    def __init__(self, order: list[str], values: Any) -> None:
+        self.position = {rid: i for i, rid in enumerate(order)}
+        self.values = values
+
+    def __call__(self, tasks: Sequence[RunTask], node: str) -> list[RunOutcome]:
+        return [_ok(t.run_id, x=self.values(self.position[t.run_id])) for t in tasks]
+
+
+def test_packed_tables_of_different_column_types_are_combined_as_the_store_widens(sweep_store: Any) -> None:
+    text = f"name: pk\nbase: {CHEAP}\naxes:\n  seed: {{from: 0, to: 11}}\n"
+    _, exp = plan(sweep_store, text)
+    order = [r.run_id for r in exp.runs]
+    values = lambda i: None if i < 4 else (i if i < 8 else i + 0.5)  # noqa: E731 - NULL, int, then float columns
+    options = RunOptions(max_batch=4, min_task_s=1.0, commit_rows=100)
+    report = execute_sweep(sweep_store, "pk", InProcessExecutor(batch=FakeRows(order, values), node="n"), order=order,
+                           options=options)
+    assert report.status == "done" and report.done == 12
+    rows = {r["run_id"]: r["x"] for r in sweep_store.results(sweep="pk").to_pylist()}
+    assert rows == {rid: values(i) for i, rid in enumerate(order)} and sweep_store.columns()["x"] == "float64"
+
+
+def test_packed_tables_whose_types_clash_commit_what_fits_and_the_store_names_the_column(sweep_store: Any) -> None:
+    text = f"name: clash\nbase: {CHEAP}\naxes:\n  seed: {{from: 0, to: 8}}\n"
+    _, exp = plan(sweep_store, text)
+    order = [r.run_id for r in exp.runs]
+    values = lambda i: i if i < 5 else f"text-{i}"  # noqa: E731 - int runs, then string runs
+    options = RunOptions(max_batch=4, min_task_s=1.0, commit_rows=100)
+    with pytest.raises(StoreError, match="result column 'x' holds (int64|string) values in this store"):
+        execute_sweep(sweep_store, "clash", InProcessExecutor(batch=FakeRows(order, values), node="n"), order=order,
+                      options=options)
+    stored = {r["run_id"]: r["x"] for r in sweep_store.results(sweep="clash").to_pylist()}
+    assert stored and all(x == values(order.index(rid)) for rid, x in stored.items())
+    assert len({type(x) for x in stored.values()}) == 1  # the part that came first; the clashing one was refused
+    counts = sweep_store.progress("clash")
+    assert counts["done"] == len(stored)  # what the controller reports done is what the store holds

@@ -430,7 +430,7 @@ class _Capture(Executor):
     def wait(self, timeout: float) -> list[Completion]:
         done = self.inner.wait(timeout)
         for completion in done:
-            self._rows.update((o.run_id, o.row) for o in completion.outcomes or () if o.row is not None)
+            self._rows.update(completion.rows_by_run())
         return done
 
     def take(self) -> dict[str, dict[str, Any]]:

@@ -431,11 +431,11 @@ class SearchController:
         if rid is None:
             return
         outcome = completion.outcomes[0] if completion.outcomes else None
-        if outcome is not None and outcome.ok:
-            assert outcome.row is not None
+        row = completion.rows_by_run().get(rid) if outcome is not None and outcome.ok else None
+        if row is not None:
             run = self._runs.pop(rid)
-            self.cache.add(outcome.row)
-            self._buffer.append(outcome.row)
+            self.cache.add(row)
+            self._buffer.append(row)
             self._uncommitted.add(rid)
             self._buffer_since = self._buffer_since or self._clock()
             self._simulated += 1
@@ -445,7 +445,10 @@ class SearchController:
                 if not trial.waiting and trial.status == "running":
                     self._set_status(trial, "ready")
             return
-        error = (outcome.error if outcome is not None else None) or f"task lost: {completion.error}"
+        if outcome is None:
+            error = f"task lost: {completion.error}"
+        else:
+            error = outcome.error or "the worker returned no result row for this run"
         self._on_failure(rid, error, outcome.node if outcome is not None else None)
 
     def _on_failure(self, rid: str, error: str, node: str | None) -> None:
