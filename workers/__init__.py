@@ -9,12 +9,24 @@ Example:
     'ok'
 """
 
-from workers.config import FLUSH_MODES, GUEST_OSES, HV_SEMANTICS, WORKLOADS, ConfigError, RunConfig, field_names
+from workers.config import (
+    FIELD_CHOICES,
+    FLUSH_MODES,
+    GUEST_OSES,
+    HV_SEMANTICS,
+    WORKLOADS,
+    ConfigError,
+    RunConfig,
+    field_default,
+    field_doc,
+    field_names,
+)
 from workers.engine import MODEL_VERSION, boot_crash, effective_vcpus, run_key, simulate
 from workers.profiles import CostProfile, cost_names, load_profile, profile_from_mapping
 from workers.result import NONDETERMINISTIC_FIELDS, RunResult, metric_names
 
 __all__ = [
+    "FIELD_CHOICES",
     "FLUSH_MODES",
     "MODEL_VERSION",
     "GUEST_OSES",
@@ -28,6 +40,8 @@ __all__ = [
     "boot_crash",
     "cost_names",
     "effective_vcpus",
+    "field_default",
+    "field_doc",
     "field_names",
     "load_profile",
     "metric_names",
