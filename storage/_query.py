@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from storage._base import StoreError
 from storage._rows import PARTITION_COLUMN
+from storage.benefits import BENEFITS as PAIRED_BENEFITS
 
 if TYPE_CHECKING:
     import duckdb
@@ -35,12 +36,7 @@ _LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL
 _EXPLAIN = re.compile(r"EXPLAIN\b(?:\s+ANALY[SZ]E\b)?", re.IGNORECASE)
 
 #: Columns of a PV row compared with its baseline, and how the ratio reads "higher is better".
-BENEFITS = {
-    "benefit_real": ("base.real_s", "pv.real_s"),
-    "benefit_sys": ("base.sys_s", "pv.sys_s"),
-    "benefit_p99": ("base.lat_p99_us", "pv.lat_p99_us"),
-    "benefit_ops": ("pv.ops_per_s", "base.ops_per_s"),
-}
+BENEFITS = {b.name: tuple(f"{side}.{b.metric}" for side in b.sides()) for b in PAIRED_BENEFITS}
 BASE_COLUMNS = ("outcome", "real_s", "sys_s", "lat_p99_us", "ops_per_s")
 
 

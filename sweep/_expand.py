@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from sweep._safe_expr import ExprError
 from sweep._yaml import SpecError
 from sweep._spec import Axis, Impossible, SweepSpec, derived_names, resolve_assignment
 from workers.config import ConfigError, RunConfig
@@ -150,12 +151,13 @@ def _product(axes: tuple[Axis, ...]) -> Iterator[tuple[tuple[int, tuple[Any, ...
 
 def _keep(spec: SweepSpec, config: RunConfig) -> bool:
     names = derived_names(config)
-    for clause, line in zip(spec.where, spec.where_lines):
+    for i, (clause, line) in enumerate(zip(spec.where, spec.where_lines)):
         try:
             if not clause.evaluate(names):
                 return False
-        except Exception as exc:  # e.g. comparing a string with a number
-            raise SpecError(spec.source, line, "where", f"{clause.text!r} failed: {exc}") from None
+        except ExprError as exc:  # e.g. comparing text with a number: the evaluator says what to write instead
+            field = f"where[{i}]" if ("where", i) in spec.lines else "where"
+            raise SpecError(spec.source, line, field, f"{clause.text!r} cannot be evaluated: {exc}") from None
     return True
 
 

@@ -48,7 +48,7 @@ def error_of(text: str) -> str:
         (GOOD.replace("overcommit: [1, 2, 4]", "topology: {low: 1, high: 2}"), "s.yaml:4: space.topology: topology is not numeric; list its choices, e.g. [flat, smt2, {cores-per-socket: 4}]"),
         (GOOD.replace("overcommit: [1, 2, 4]", "flush_mode: [native, hyperv-pv]"), "s.yaml:4: space.flush_mode: flush mode is what each trial compares; set compare.baseline and compare.pv"),
         (GOOD.replace("overcommit: [1, 2, 4]", "vcpus: [4, 8]"), "s.yaml:4: space.vcpus: vcpus is also in base; keep it in one place"),
-        (GOOD.replace("overcommit: [1, 2, 4]", "threads: {low: 0, high: 8}"), "s.yaml:4: space.threads.low: must be >= 1, got 0"),
+        (GOOD.replace("overcommit: [1, 2, 4]", "ple_window_us: {low: 0, high: 8}"), "s.yaml:4: space.ple_window_us.low: must be >= 1, got 0"),
         (GOOD.replace("overcommit: [1, 2, 4]", "threads: {low: 1, high: 8, stpe: 2}"), "s.yaml:4: space.threads.stpe: unknown key; did you mean 'step'?"),
         (GOOD.replace("overcommit: [1, 2, 4]", "overcommit: [1, 2, 1]"), "s.yaml:4: space.overcommit[2]: 1 is listed twice"),
         (GOOD.replace("objectives: [benefit_real]", "objectives: [benefit_rael]"), "s.yaml:7: objectives[0]: unknown name 'benefit_rael' in 'benefit_rael'; did you mean 'benefit_real'?"),

@@ -63,7 +63,7 @@ def test_value_that_never_fits_is_an_error_at_its_line() -> None:
 
 
 def test_impossible_base_value_blames_the_base_field() -> None:
-    err = error_of("name: x\nbase:\n  threads: 0\naxes:\n  vcpus: [4, 8]\n")
+    err = error_of("name: x\nbase:\n  threads: -1\naxes:\n  vcpus: [4, 8]\n")
     assert (err.line, err.field) == (3, "base.threads")
 
 

@@ -19,9 +19,10 @@ Names:
   ``outcome`` (``ok`` when every run of the trial is), and the benefits
   ``benefit_real``, ``benefit_sys``, ``benefit_p99``, ``benefit_ops``.
 
-Division follows IEEE 754 (``x / 0`` is ``inf``, ``0 / 0`` is ``nan``), so a
-crashed run (its times are zero) gives a non-finite objective, which the search
-records as a failed trial instead of a made-up number.
+Evaluation is ``sweep._safe_expr``'s, shared with sweep ``where`` filters: bounded
+in size and time, with IEEE 754 division (``x / 0`` is ``inf``, ``0 / 0`` is ``nan``),
+so a crashed run (its times are zero) gives a non-finite objective, which the
+search records as a failed trial instead of a made-up number.
 """
 
 from __future__ import annotations
@@ -29,21 +30,19 @@ from __future__ import annotations
 import ast
 import difflib
 import math
-import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
+from storage.benefits import BENEFITS as PAIRED_BENEFITS
+from sweep._safe_expr import ARITHMETIC, COMPARISONS, ORDERING, ExprError, arithmetic, evaluate, parse_bounded
 from workers.config import RunConfig, field_names
 from workers.result import NONDETERMINISTIC_FIELDS, RunResult, metric_names
 
 #: Role prefixes: ``pv.sys_s`` is the PV run's, ``native.sys_s`` (or ``baseline.sys_s``) its baseline's.
 ROLES = {"pv": "pv", "native": "native", "baseline": "native"}
-#: Benefit ratios, "higher is better" (the same definitions as the store's ``paired`` view).
+#: Benefit ratios by name: ((role, metric) over (role, metric)), from the one definition the store's ``paired`` view uses.
 BENEFITS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
-    "benefit_real": (("native", "real_s"), ("pv", "real_s")),
-    "benefit_sys": (("native", "sys_s"), ("pv", "sys_s")),
-    "benefit_p99": (("native", "lat_p99_us"), ("pv", "lat_p99_us")),
-    "benefit_ops": (("pv", "ops_per_s"), ("native", "ops_per_s")),
+    b.name: tuple((role, b.metric) for role in b.sides(pv="pv", baseline="native")) for b in PAIRED_BENEFITS  # type: ignore[misc]
 }
 #: Names derived from the PV run's config.
 DERIVED = ("overcommit", "consolidation", "sockets", "cores_per_socket", "threads_per_core")
@@ -55,16 +54,6 @@ FUNCTIONS: dict[str, Callable[..., float]] = {
 }
 
 Kind = Literal["num", "str", "any"]
-_CMP: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-}
-_ORDERING = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
-_ARITH = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
-
-
-class ExprError(ValueError):
-    """The expression is not valid; the message says why and what to write instead."""
 
 
 def _kinds() -> tuple[dict[str, Kind], dict[str, Kind]]:
@@ -95,7 +84,7 @@ class Expr:
         Raises:
             ExprError: a function got a bad argument (e.g. ``log`` of a negative number).
         """
-        return _eval(self.tree.body, scope)
+        return _eval(self.tree, scope)
 
     def violation(self, scope: "Scope") -> float:
         """As an Optuna constraint: 0 when the condition holds, else how far it misses (> 0).
@@ -105,9 +94,9 @@ class Expr:
         one; any other condition misses by 1.
         """
         body = self.tree.body
-        if _eval(body, scope):
+        if _eval(self.tree, scope):
             return 0.0
-        if isinstance(body, ast.Compare) and len(body.ops) == 1 and isinstance(body.ops[0], _ORDERING):
+        if isinstance(body, ast.Compare) and len(body.ops) == 1 and isinstance(body.ops[0], ORDERING):
             left, right = _eval(body.left, scope), _eval(body.comparators[0], scope)
             if _is_number(left) and _is_number(right):
                 gap = abs(float(left) - float(right))
@@ -132,13 +121,8 @@ def compile_expr(text: Any, *, want: Literal["number", "condition"]) -> Expr:
         ExprError: syntax, an unknown or misused name, a forbidden construct, or a
             text-valued objective; the message names the culprit and a fix.
     """
-    if not isinstance(text, str) or not text.strip():
-        raise ExprError(f"expected an expression string, got {text!r}")
+    tree = parse_bounded(text)
     source = text.strip()
-    try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as exc:
-        raise ExprError(f"{source!r} is not an expression: {exc.msg}") from None
     kind = _check(tree.body, source)
     if want == "number" and kind == "str":
         raise ExprError(f"{source!r} gives text, not a number; an objective must be numeric (e.g. benefit_sys)")
@@ -171,15 +155,15 @@ def _check(node: ast.AST, text: str) -> Kind:
         if isinstance(node.op, (ast.USub, ast.UAdd)):
             _need_number(kind, node.operand, text)
             return "num"
-    if isinstance(node, ast.BinOp) and isinstance(node.op, _ARITH):
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ARITHMETIC):
         _need_number(_check(node.left, text), node.left, text)
         _need_number(_check(node.right, text), node.right, text)
         return "num"
-    if isinstance(node, ast.Compare) and all(type(op) in _CMP for op in node.ops):
+    if isinstance(node, ast.Compare) and all(type(op) in COMPARISONS for op in node.ops):
         kinds = [_check(node.left, text), *(_check(c, text) for c in node.comparators)]
         for i, op in enumerate(node.ops):
             a, b = kinds[i], kinds[i + 1]
-            if isinstance(op, _ORDERING) and "any" not in (a, b) and a != b:
+            if isinstance(op, ORDERING) and "any" not in (a, b) and a != b:
                 raise ExprError(f"{text!r} compares text with a number; compare outcome with == ok, numbers with <, <=, ...")
         return "num"
     if isinstance(node, (ast.List, ast.Tuple)):
@@ -234,71 +218,14 @@ def _need_number(kind: Kind, node: ast.AST, text: str) -> None:
 # --- evaluation ------------------------------------------------------------------
 
 
-def _eval(node: ast.AST, scope: Scope) -> Any:
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        if node.id in CONSTANTS:
-            return CONSTANTS[node.id]
-        return scope.bare[node.id]
-    if isinstance(node, ast.Attribute):
-        return scope.roles[ROLES[node.value.id]][node.attr]  # type: ignore[attr-defined]
-    if isinstance(node, ast.BoolOp):
-        if isinstance(node.op, ast.And):
-            return all(_eval(v, scope) for v in node.values)
-        return any(_eval(v, scope) for v in node.values)
-    if isinstance(node, ast.UnaryOp):
-        value = _eval(node.operand, scope)
-        if isinstance(node.op, ast.Not):
-            return not value
-        return -value if isinstance(node.op, ast.USub) else +value
-    if isinstance(node, ast.BinOp):
-        return arithmetic(node.op, _eval(node.left, scope), _eval(node.right, scope))
-    if isinstance(node, ast.Compare):
-        left = _eval(node.left, scope)
-        for op, comparator in zip(node.ops, node.comparators):
-            right = _eval(comparator, scope)
-            if not _CMP[type(op)](left, right):
-                return False
-            left = right
-        return True
-    if isinstance(node, (ast.List, ast.Tuple)):
-        return [_eval(e, scope) for e in node.elts]
-    if isinstance(node, ast.Call):
-        name = node.func.id  # type: ignore[attr-defined]
-        args = [_eval(a, scope) for a in node.args]
-        try:
-            return FUNCTIONS[name](*args)
-        except (ValueError, TypeError) as exc:
-            raise ExprError(f"{name}({', '.join(map(_show, args))}): {exc}") from None
-    raise ExprError(f"{type(node).__name__} is not allowed")  # compile_expr refused it already
+def _eval(tree: ast.AST, scope: Scope) -> Any:
+    def resolve(node: ast.expr) -> Any:
+        if isinstance(node, ast.Attribute):
+            return scope.roles[ROLES[node.value.id]][node.attr]  # type: ignore[attr-defined]
+        name = node.id  # type: ignore[attr-defined]
+        return CONSTANTS[name] if name in CONSTANTS else scope.bare[name]
 
-
-def arithmetic(op: ast.operator, a: Any, b: Any) -> float:
-    """IEEE 754 arithmetic: division by zero gives inf or nan instead of raising."""
-    a, b = float(a), float(b)
-    if isinstance(op, ast.Add):
-        return a + b
-    if isinstance(op, ast.Sub):
-        return a - b
-    if isinstance(op, ast.Mult):
-        return a * b
-    if isinstance(op, ast.Pow):
-        try:
-            return a**b if not (a < 0 and not b.is_integer()) else math.nan
-        except OverflowError:
-            return math.inf
-        except ZeroDivisionError:  # 0 ** -1
-            return math.inf
-    if b == 0:
-        if isinstance(op, ast.Div) and a != 0 and not math.isnan(a):
-            return math.copysign(math.inf, a) * math.copysign(1.0, b)
-        return math.nan
-    if isinstance(op, ast.Div):
-        return a / b
-    if isinstance(op, ast.FloorDiv):
-        return a // b
-    return a % b
+    return evaluate(tree, resolve, FUNCTIONS)
 
 
 def ratio(num: float, den: float) -> float:
@@ -308,10 +235,6 @@ def ratio(num: float, den: float) -> float:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, str)
-
-
-def _show(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 __all__ = ["BENEFITS", "CONSTANTS", "DERIVED", "Expr", "ExprError", "FUNCTIONS", "ROLES", "Scope", "compile_expr", "ratio"]
