@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from storage._base import StoreError
+from storage.locking import exclusive_lock
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -236,12 +236,8 @@ def store_lock(store_dir: Path) -> Iterator[None]:
     other process is between its rename and its commit, so such a file is a true orphan.
     The kernel drops the lock when a writer dies, even by SIGKILL.
     """
-    fd = os.open(store_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive_lock(store_dir / LOCK_FILE):
         yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 def _fsync_dir(path: Path) -> None:

@@ -19,7 +19,6 @@ Layout::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import html
 import json
 import os
@@ -27,6 +26,8 @@ import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from storage.locking import exclusive_lock
 
 REPORTS_DIR = "reports"
 RECORD_FILE = "report.json"
@@ -102,12 +103,8 @@ class ReportShelf:
     def lock(self) -> Iterator[None]:
         """Exclusive across processes on this host and on shared file systems with POSIX locks (NFSv4)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive_lock(self.root / ".lock"):
+            yield
 
     def publish(self, name: str, period_key: str, files: Mapping[str, bytes], *, force: bool = False) -> Path:
         """Write ``files`` (relative path -> bytes) as the period's report; call under ``lock()``.
