@@ -11,16 +11,25 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from storage.benefits import BENEFITS as PAIRED_BENEFITS
 from sweep._controller import SweepReport
 from sweep._progress import format_duration
+from sweep.tables import format_frame
 
 if TYPE_CHECKING:
     import pandas
 
-#: Benefit columns: (title, metric, baseline-over-PV?).
-BENEFITS = (("real x", "real_s", True), ("sys x", "sys_s", True), ("p99 x", "lat_p99_us", True), ("ops/s x", "ops_per_s", False))
+#: Benefit columns: (title, metric, baseline-over-PV?), from the definition the store's ``paired`` view uses.
+BENEFITS = tuple((f"{b.label} x", b.metric, not b.pv_over_baseline) for b in PAIRED_BENEFITS)
 #: Per-group means shown when a sweep has no paired comparison.
 PLAIN_METRICS = (("real s", "real_s"), ("sys s", "sys_s"), ("p99 us", "lat_p99_us"), ("ops/s", "ops_per_s"))
+#: How a topology reads in a table header: the value is sockets x cores per socket x threads per core.
+TOPOLOGY_HEADER = "topology (SxCxT)"
+TOPOLOGY_LEGEND = "topology SxCxT = sockets x cores per socket x threads per core"
+#: A collapsed row's topology: every topology of the group gave the same numbers.
+ANY_TOPOLOGY = "any"
+#: The one formatter (sweep.tables); other modules import it from here.
+format_table = format_frame
 
 
 def benefit_table(results: "pandas.DataFrame", by: Sequence[str]) -> "pandas.DataFrame":
@@ -70,17 +79,75 @@ def metrics_table(results: "pandas.DataFrame", by: Sequence[str]) -> "pandas.Dat
     return pd.DataFrame(rows)
 
 
-def format_table(df: "pandas.DataFrame") -> str:
-    """A plain aligned text table (numbers right-aligned, 3 significant digits)."""
-    if df.empty:
-        return "(no rows)"
-    cols = list(df.columns)
-    cells = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
-    widths = [max(len(str(c)), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
-    numeric = [df[c].dtype.kind in "iufb" for c in cols]
-    def line(values: Iterable[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
-    return "\n".join([line(str(c) for c in cols), line("-" * w for w in widths), *(line(r) for r in cells)])
+def collapse_topology(table: "pandas.DataFrame", group: Sequence[str]) -> tuple["pandas.DataFrame", list[dict[str, Any]]]:
+    """Merge rows that differ only by topology and agree on every metric into one row (topology ``any``).
+
+    Topology matters where the guest or the flush depends on it (Windows Server 2016
+    above 64 vCPUs, say) and nowhere else; repeating identical rows hides the rows
+    where it does. Counts (pairs, runs, crashes) are summed. Returns the table and
+    the group keys (without topology) that were merged.
+    """
+    import pandas as pd
+
+    if "topology" not in group or table.empty:
+        return table, []
+    keys = [c for c in group if c != "topology"]
+    counts = [c for c in table.columns if c in ("pairs", "runs", "crashes", "crash base", "crash pv")]
+    metrics = [c for c in table.columns if c not in (*group, "pairs", "runs")]  # crash counts must agree too
+    rows: list[dict[str, Any]] = []
+    merged: list[dict[str, Any]] = []
+    parts = table.groupby(keys, sort=False, dropna=False) if keys else [((), table)]
+    for key, part in parts:
+        records = part.to_dict("records")
+        if len(records) > 1 and all(_same(r[m], records[0][m]) for r in records[1:] for m in metrics):
+            row = {**records[0], "topology": ANY_TOPOLOGY, **{c: sum(r[c] for r in records) for c in counts}}
+            rows.append(row)
+            merged.append({k: records[0][k] for k in keys})
+        else:
+            rows.extend(records)
+    return pd.DataFrame(rows, columns=table.columns), merged
+
+
+def _topology_note(merged: list[dict[str, Any]], total: int) -> str:
+    if not merged:
+        return ""
+    return (f"topology changed nothing in {len(merged)} of {total} groups: each is one row with topology "
+            f"{ANY_TOPOLOGY!r} ({_describe_groups(merged)})")
+
+
+def _describe_groups(groups: list[dict[str, Any]]) -> str:
+    """The merged groups, briefly: the values each key takes among them (``vcpus 8, 16``)."""
+    if not groups or not groups[0]:
+        return "the whole sweep"
+    parts = []
+    for key in groups[0]:
+        values = list(dict.fromkeys(g[key] for g in groups))
+        parts.append(f"{key} {', '.join(map(_show, values))}")
+    return "; ".join(parts)
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    return bool(a == b)
+
+
+def _shown_table(table: "pandas.DataFrame", group: Sequence[str]) -> list[str]:
+    """The table with its topology rows merged where topology changed nothing, the header saying what SxCxT means."""
+    collapsed, merged = collapse_topology(table, group)
+    keys = [c for c in group if c != "topology"]
+    total = len(collapsed.drop_duplicates(keys)) if keys and not collapsed.empty else 1
+    lines = [format_table(collapsed.rename(columns={"topology": TOPOLOGY_HEADER}))]
+    if "topology" in group:
+        lines.append(TOPOLOGY_LEGEND)
+        note = _topology_note(merged, total)
+        if note:
+            lines.append(note)
+    return lines
 
 
 def summarize(store: Any, report: SweepReport, *, by: Sequence[str], compare_field: str | None) -> str:
@@ -101,9 +168,9 @@ def summarize(store: Any, report: SweepReport, *, by: Sequence[str], compare_fie
         group = [c for c in by if c != compare_field and c != "seed"]
         if compare_field and results["baseline_run_id"].notna().any():
             lines += ["", f"PV benefit (baseline / PV; ops/s: PV / baseline), geometric mean over seeds, by {', '.join(group) or 'sweep'}:"]
-            lines.append(format_table(benefit_table(results, group)))
+            lines += _shown_table(benefit_table(results, group), group)
         else:
-            lines += ["", f"mean metrics by {', '.join(group) or 'sweep'}:", format_table(metrics_table(results, group))]
+            lines += ["", f"mean metrics by {', '.join(group) or 'sweep'}:", *_shown_table(metrics_table(results, group), group)]
     if report.failures:
         lines += ["", f"{len(report.failures)} runs failed (flushsweep status {report.sweep} lists them):"]
         for f in report.failures[:10]:
@@ -118,12 +185,4 @@ def _geomean(values: Iterable[float]) -> float:
     return math.exp(sum(logs) / len(logs)) if logs else math.nan
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        return f"{value:.3g}" if abs(value) < 1e5 else f"{value:.3e}"
-    return str(value)
-
-
-__all__ = ["benefit_table", "format_table", "metrics_table", "summarize"]
+__all__ = ["benefit_table", "collapse_topology", "format_table", "metrics_table", "summarize"]

@@ -101,9 +101,16 @@ def test_quickstart_runs_and_prints_pv_benefit_then_costs_nothing_again(tmp_path
     assert f"sweep quickstart: done; {len(exp.runs)} done, 0 skipped, 0 failed" in first.stdout
     table = first.stdout.split("PV benefit", 1)[1].splitlines()
     header = next(ln for ln in table if ln.startswith("vcpus"))
-    assert header.split()[:6] == ["vcpus", "threads", "topology", "overcommit", "hv_semantics", "pairs"] and "real x" in header
-    # 2 sizes x 2 topologies x 2 overcommits x 2 handler semantics
-    assert sum(1 for ln in table if ln.strip() and ln.split()[0].isdigit()) == 16
+    assert header.split()[:7] == ["vcpus", "threads", "topology", "(SxCxT)", "overcommit", "hv_semantics", "pairs"]
+    assert "real x" in header and "sockets x cores per socket x threads per core" in first.stdout
+    # 2 sizes x 2 overcommits x 2 handler semantics, each with a row per topology or one row where topology changed nothing
+    rows = [ln.split() for ln in table if ln.strip() and ln.split()[0].isdigit()]
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for r in rows:
+        groups.setdefault((r[0], r[1], r[3], r[4]), []).append(r[2])
+    assert len(groups) == 8
+    assert all(sorted(t) in (["any"], ["2x4x1", "4x1x2"], ["4x4x1", "8x1x2"]) for t in groups.values()), groups
+    assert ("topology changed nothing" in first.stdout) == any(t == ["any"] for t in groups.values())
     ids = stored_run_ids(store_dir, sweep="quickstart")
     assert len(ids) == len(set(ids)) == len(exp.runs)
 

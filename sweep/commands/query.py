@@ -83,24 +83,10 @@ def _write(table: "pa.Table", fmt: str, out: BinaryIO) -> None:
 
 
 def format_table(table: "pa.Table") -> str:
-    """A plain aligned text table (all rows: add LIMIT for big results)."""
-    names = table.column_names
-    columns = [[_cell(v) for v in table.column(i).to_pylist()] for i in range(table.num_columns)]
-    widths = [max([len(n), *map(len, col)]) for n, col in zip(names, columns)]
-    lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in range(table.num_rows):
-        lines.append("  ".join(col[r].ljust(w) for col, w in zip(columns, widths)).rstrip())
-    lines.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
-    return "\n".join(lines) + "\n"
+    """The shared plain table (all rows: add LIMIT for big results) and the row count."""
+    from sweep.tables import format_arrow
 
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).replace("\n", " ")
+    return f"{format_arrow(table)}\n({table.num_rows} row{'s' if table.num_rows != 1 else ''})\n"
 
 
 def _json_value(value: object) -> object:

@@ -24,9 +24,9 @@ from sweep._cliutil import (
 from sweep._expand import Expansion, expand
 from sweep._service import execute_sweep, start_sweep
 from sweep._spec import SweepSpec, load_spec
-from sweep._summary import format_table
 from sweep._yaml import SpecError
 from sweep.cli import UsageError
+from sweep.tables import format_frame
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +73,7 @@ def dry_run_text(spec: SweepSpec, expansion: Expansion, *, sample: int) -> str:
     ]
     lines = [f"{spec.name}: {expansion.describe()}", f"axes: {axes or '(none)'}"]
     if rows:
-        lines += [f"first {len(rows)} runs:", format_table(pd.DataFrame(rows))]
+        lines += [f"first {len(rows)} runs:", format_frame(pd.DataFrame(rows))]
     return "\n".join(lines)
 
 
