@@ -11,34 +11,41 @@ class ExampleQuery:
     sql: str
 
 
+#: The configuration axes a sweep usually varies: an aggregate that averages over one of them mixes
+#: runs that mean different things (a 2018 handler with today's, SMT with multi-core sockets), so
+#: every aggregating example groups by all of them (and orders by them, and rounds what it computes).
+CONFIG_AXES = ("guest_os", "workload", "vcpus", "topology", "overcommit", "flush_mode", "hv_semantics")
+
 EXAMPLES: tuple[ExampleQuery, ...] = (
     ExampleQuery(
-        "PV benefit per vCPU count and overcommit (>1 means PV flush is faster than its baseline)",
-        """SELECT vcpus, overcommit, flush_mode, count(*) AS pairs,
+        "PV benefit per configuration, over seeds (>1 means PV flush is faster than its baseline)",
+        """SELECT guest_os, workload, vcpus, topology, round(overcommit, 2) AS overcommit, flush_mode, hv_semantics,
+       count(*) AS pairs,
        round(median(benefit_real), 3) AS benefit_real,
        round(median(benefit_sys), 3) AS benefit_sys,
        round(median(benefit_p99), 3) AS benefit_p99
 FROM paired
 WHERE outcome = 'ok' AND base_outcome = 'ok'
-GROUP BY vcpus, overcommit, flush_mode
-ORDER BY vcpus, overcommit, flush_mode""",
+GROUP BY guest_os, workload, vcpus, topology, overcommit, flush_mode, hv_semantics
+ORDER BY guest_os, workload, vcpus, topology, overcommit, flush_mode, hv_semantics""",
     ),
     ExampleQuery(
-        "Worst p99 shootdown latency: the ten slowest configurations",
-        """SELECT run_id, sweep, vcpus, pcpus, topology, flush_mode, hv_semantics, workload,
+        "Worst p99 shootdown latency: the ten slowest runs",
+        """SELECT run_id, sweep, guest_os, workload, vcpus, pcpus, topology, flush_mode, hv_semantics,
        round(lat_p99_us, 1) AS lat_p99_us, round(real_s, 3) AS real_s
 FROM results
 WHERE outcome = 'ok'
-ORDER BY lat_p99_us DESC
+ORDER BY lat_p99_us DESC, run_id
 LIMIT 10""",
     ),
     ExampleQuery(
         "Crashed configurations: which guests bugchecked, where, and why",
-        """SELECT guest_os, vcpus, topology, flush_mode, hv_semantics, crash_reason, count(*) AS crashes
+        """SELECT guest_os, workload, vcpus, topology, flush_mode, hv_semantics, enlightenments, crash_reason,
+       count(*) AS crashes
 FROM results
 WHERE outcome = 'crash'
-GROUP BY guest_os, vcpus, topology, flush_mode, hv_semantics, crash_reason
-ORDER BY crashes DESC""",
+GROUP BY guest_os, workload, vcpus, topology, flush_mode, hv_semantics, enlightenments, crash_reason
+ORDER BY crashes DESC, guest_os, workload, vcpus, topology, flush_mode, hv_semantics, enlightenments""",
     ),
     ExampleQuery(
         "Progress of every sweep (a run shared by two sweeps counts in both)",
@@ -52,15 +59,17 @@ ORDER BY l.sweep, r.status""",
         """SELECT run_id, attempts, node, error
 FROM runs
 WHERE status = 'failed'
-ORDER BY finished DESC""",
+ORDER BY finished DESC, run_id""",
     ),
     ExampleQuery(
-        "One sweep's paired results (including runs another sweep computed)",
-        """SELECT vcpus, pcpus, round(avg(benefit_real), 3) AS benefit_real
+        "One sweep's paired results (including runs another sweep computed), mean over seeds",
+        """SELECT guest_os, workload, vcpus, topology, round(overcommit, 2) AS overcommit, flush_mode, hv_semantics,
+       count(*) AS pairs, round(avg(benefit_real), 3) AS benefit_real
 FROM paired
 WHERE run_id IN (SELECT run_id FROM sweep_runs WHERE sweep = 'my-sweep')
-GROUP BY vcpus, pcpus
-ORDER BY vcpus, pcpus""",
+  AND outcome = 'ok' AND base_outcome = 'ok'
+GROUP BY guest_os, workload, vcpus, topology, overcommit, flush_mode, hv_semantics
+ORDER BY guest_os, workload, vcpus, topology, overcommit, flush_mode, hv_semantics""",
     ),
 )
 
@@ -70,4 +79,4 @@ def format_examples() -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-__all__ = ["EXAMPLES", "ExampleQuery", "format_examples"]
+__all__ = ["CONFIG_AXES", "EXAMPLES", "ExampleQuery", "format_examples"]
