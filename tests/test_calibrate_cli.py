@@ -157,3 +157,23 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_stored(tmp_path: Pa
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("flushsweep calibrate: error:") and expected in line
     assert not (tmp_path / "store").exists() and not (tmp_path / "p.yaml").exists()
+
+
+def test_help_and_an_unknown_constant_list_every_constant_with_its_literature_value(tmp_path: Path) -> None:
+    from workers import cost_names
+
+    literature = load_profile("literature")
+    shown = flushsweep("calibrate", "--help", env={"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    listing = shown.stdout.split("cost constants for --fit", 1)[1].splitlines()[1:]
+    values = {ln.split()[0]: float(ln.split()[1]) for ln in listing if ln.startswith("  ") and ln.split()}
+    assert values == {n: literature.cost(n) for n in cost_names()}
+
+    csv = tmp_path / "m.csv"
+    csv.write_text("vcpus,pcpus,real_s\n8,4,0.05\n")
+    proc = flushsweep("calibrate", str(csv), "--base", "literature", "--fit", "bogus_ns", "--out", str(tmp_path / "p.yaml"),
+                      "--store", str(tmp_path / "store"))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "'bogus_ns' is not a cost constant" in line
+    assert all(f"{n} {literature.cost(n):g}" in line for n in cost_names())

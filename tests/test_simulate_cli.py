@@ -82,3 +82,22 @@ def test_crashing_baseline_is_reported_with_the_fix(capsys):
                  "--threads", "4", "--compare", "native,hyperv-pv"]) == 0
     text = capsys.readouterr().out
     assert "PAGE_FAULT_IN_NONPAGED_AREA" in text and "--enlightenments false" in text
+
+
+def test_help_gives_every_run_config_field_its_doc_default_and_choices():
+    import os
+    from dataclasses import fields
+
+    from workers.config import FIELD_CHOICES, field_default, field_doc
+
+    proc = subprocess.run([sys.executable, "-m", "sweep", "simulate", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "1000"})
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    for f in fields(RunConfig):  # every field, as RunConfig has them now: no hand-kept list
+        default = field_default(f.name)
+        choices = FIELD_CHOICES.get(f.name) or (("true", "false") if isinstance(default, bool) else None)
+        metavar = "{" + ",".join(choices) + "}" if choices else ""
+        assert f"--{f.name.replace('_', '-')} {metavar}" in text
+        shown = str(default).lower() if isinstance(default, bool) else default
+        assert f"{field_doc(f.name)} (default: {shown})" in text

@@ -73,8 +73,9 @@ class SearchSpace:
         for name in [*names, *overrides]:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "`flushsweep calibrate --help` lists them"
-                raise CalibrationError(f"--fit: {name!r} is not a cost constant; {hint}")
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise CalibrationError(f"--fit: {name!r} is not a cost constant; {hint}the constants "
+                                       f"(ns in profile {base.name!r}): {known_constants(base)}")
         if len(set(names)) != len(names):
             twice = next(n for n in names if list(names).count(n) > 1)
             raise CalibrationError(f"--fit: {twice!r} is named twice; name each constant once")
@@ -130,6 +131,25 @@ class SearchSpace:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def known_constants(profile: CostProfile) -> str:
+    """Every cost constant and its value in ``profile``, on one line (for an error message)."""
+    return ", ".join(f"{n} {profile.cost(n):g}" for n in cost_names())
+
+
+def constants_help(profile: CostProfile, comments: Mapping[str, str]) -> str:
+    """Every cost constant with its value in ``profile`` and the profile's note on where the value comes from.
+
+    Read from the profile and ``workers.cost_names()`` when help is shown, so the
+    list is whatever the engine prices today.
+    """
+    width = max(len(n) for n in cost_names())
+    lines = [f"cost constants for --fit and --bound (value in profile {profile.name!r}, ns; its source):"]
+    for n in cost_names():
+        note = comments.get(n, "")
+        lines.append(f"  {n.ljust(width)}  {profile.cost(n):>10g}  {note}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
 def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
     """``value`` rounded to ``digits`` significant digits (0 stays 0)."""
     if value == 0:
@@ -159,4 +179,4 @@ def _renamed(profile: CostProfile, name: str) -> CostProfile:
     return profile_from_mapping({**profile.to_dict(), "name": name}, source=name)
 
 
-__all__ = ["DEFAULT_SPREAD", "SIGNIFICANT_DIGITS", "Bound", "SearchSpace", "parse_bound", "round_significant"]
+__all__ = ["DEFAULT_SPREAD", "SIGNIFICANT_DIGITS", "Bound", "SearchSpace", "constants_help", "known_constants", "parse_bound", "round_significant"]

@@ -36,7 +36,7 @@ from sweep.cli import UsageError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="fit a cost profile's constants to measured points", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=_WithConstants, epilog=CONSTANTS_EPILOG)
     p.add_argument("measurements", type=Path, metavar="MEASUREMENTS.csv", help="one measured configuration per row")
     p.add_argument("--base", required=True, metavar="PROFILE", help="profile to start from (name or YAML path); bounds derive from it")
     p.add_argument("--fit", required=True, metavar="NAME,...", help="cost constants to fit, comma-separated (e.g. fault_ns,hypercall_ns)")
@@ -58,6 +58,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_execution_arguments(p)
     add_store_arguments(p)
     p.set_defaults(func=main)
+
+
+#: Stands for the list of cost constants in ``--help``; filled in only when help is shown (it reads a profile).
+CONSTANTS_EPILOG = type("_Lazy", (str,), {})("")
+#: The profile whose values ``--help`` lists.
+HELP_PROFILE = "literature"
+
+
+class _WithConstants(argparse.RawDescriptionHelpFormatter):
+    def add_text(self, text: str | None) -> None:
+        super().add_text(_constants_text() if text is CONSTANTS_EPILOG else text)
+
+
+def _constants_text() -> str:
+    from sweep.calibrate._output import base_comments
+    from sweep.calibrate._space import constants_help
+    from workers import ConfigError
+    from workers.profiles import find_profile, load_profile
+
+    try:
+        return constants_help(load_profile(HELP_PROFILE), base_comments(find_profile(HELP_PROFILE)))
+    except ConfigError as exc:  # an install without profiles: say so instead of failing --help
+        return f"cost constants: cannot list them ({exc})"
 
 
 def main(args: argparse.Namespace) -> int:

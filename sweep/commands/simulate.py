@@ -13,7 +13,7 @@ import yaml
 from sweep.cli import UsageError
 from sweep.tables import format_table
 from workers import FLUSH_MODES, RunConfig, RunResult, field_names, simulate
-from workers.config import coerce
+from workers.config import FIELD_CHOICES, coerce, field_default, field_doc
 
 #: What the table shows, in order, with a unit-bearing label.
 SHOWN = [
@@ -39,10 +39,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--trace", type=Path, help="write hyperv-pv hypercalls (KVM trace-point fields) to this Parquet file")
-    group = p.add_argument_group("run config (any RunConfig field)")
-    for f in fields(RunConfig):
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", metavar=f.name.upper(), default=None)
+    add_run_config_flags(p.add_argument_group("run config (every RunConfig field; the defaults are the 2018 test)"))
     p.set_defaults(func=run)
+
+
+def add_run_config_flags(group: Any) -> None:
+    """One flag per RunConfig field, generated from the dataclass: its doc line, default and allowed values.
+
+    Values stay strings until ``config_from_args`` (RunConfig's own coercion and
+    validation), so a bad value is the same one-line error as in a spec or a CSV.
+    """
+    for f in fields(RunConfig):
+        default = field_default(f.name)
+        choices = FIELD_CHOICES.get(f.name) or (("true", "false") if isinstance(default, bool) else None)
+        metavar = "{" + ",".join(choices) + "}" if choices else _METAVARS.get(type(default), "TEXT")
+        shown = str(default).lower() if isinstance(default, bool) else default
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", metavar=metavar, default=None,
+                           help=f"{_escape(field_doc(f.name))} (default: {_escape(str(shown))})")
+
+
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def _escape(text: str) -> str:
+    """argparse %-formats help strings: a literal percent sign must be doubled."""
+    return text.replace("%", "%%")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
