@@ -24,20 +24,19 @@ resolved against each combination's vcpus.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Mapping
 
+from pydantic import model_validator
+
+from sweep._model import SpecModel, did_you_mean, spec_field, validate_section
 from sweep._where import DERIVED_NAMES, WhereClause, WhereSyntaxError, compile_where
 from sweep._yaml import MarkedDocument, Path, SpecError, dotted, load_marked, read_spec_file
-from workers.config import TOPOLOGY_KEYWORDS, ConfigError, RunConfig, coerce, field_names, parse_topology
+from workers.config import FIELD_CHOICES, TOPOLOGY_KEYWORDS, ConfigError, RunConfig, coerce, field_names, parse_topology
 
-#: Keys a spec may have at the top level.
-SPEC_KEYS = ("name", "description", "base", "axes", "replicates", "where", "compare")
 #: Not a RunConfig field: ``pcpus = vcpus / overcommit`` for each combination.
 OVERCOMMIT = "overcommit"
 #: Keys of a topology rule, e.g. ``{cores-per-socket: 16}``.
@@ -45,8 +44,48 @@ TOPOLOGY_RULE_KEYS = ("sockets", "cores-per-socket", "threads-per-core")
 #: Guard against typos such as ``{from: 1, to: 1e9}``: more combinations than this is an error.
 MAX_COMBINATIONS = 2_000_000
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: A sweep or search name: what ``flushsweep status`` lists and ``resume`` takes.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _EXPLICIT_TOPOLOGY_RE = re.compile(r"^\d+x\d+x\d+$")
+
+
+def name_field(what: str, *, hint: str) -> Any:
+    """The ``name:`` of a sweep or search: required, and what ``flushsweep status`` can list."""
+    return spec_field(hint=hint, pattern=NAME_PATTERN,
+                      problem=f"{{input!r}} is not a {what} name; use letters, digits, '_', '.', '-'")
+
+
+class CompareSection(SpecModel):
+    """``compare:`` as written: a field name, or the field, its baseline value and the baseline's other fields."""
+
+    NOT_A_MAPPING = "expected a field name or {field, baseline, baseline_overrides}"
+    field: str = spec_field(hint="name the swept field to compare, e.g. flush_mode")
+    baseline: Any = None
+    baseline_overrides: dict[str, Any] | None = spec_field(
+        None, problem="expected a mapping of RunConfig fields, e.g. {enlightenments: false}")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, raw: Any) -> Any:
+        """``compare: flush_mode`` is ``{field: flush_mode}`` (its axis's first value is the baseline)."""
+        return {"field": raw} if isinstance(raw, str) else raw
+
+
+class SweepDocument(SpecModel):
+    """The keys of a sweep spec, their types and defaults; values are checked against RunConfig by the parser."""
+
+    NOT_A_MAPPING = "a spec is a mapping with at least 'name' (and usually 'base', 'axes')"
+    name: str = name_field("sweep", hint="give the sweep a name, e.g. 'name: my-sweep'")
+    description: str = ""
+    base: dict[str, Any] | None = spec_field(None, problem="expected a mapping of RunConfig fields, e.g. {workload: cpu-bound}")
+    axes: dict[str, Any] | None = spec_field(None, problem="expected a mapping of field -> values, e.g. {vcpus: [4, 8]}")
+    replicates: int | None = spec_field(None, ge=1, what="seeds per combination")
+    where: Any = None
+    compare: CompareSection | None = None
+
+
+#: Keys a spec may have at the top level.
+SPEC_KEYS = tuple(SweepDocument.model_fields)
 
 
 class Impossible(ValueError):
@@ -190,20 +229,8 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
 # --- the parser ------------------------------------------------------------------
 
 
-def _literal_choices() -> dict[str, tuple[str, ...]]:
-    hints = typing.get_type_hints(RunConfig)
-    return {name: typing.get_args(tp) for name, tp in hints.items() if typing.get_origin(tp) is typing.Literal}
-
-
-#: Values a Literal-typed RunConfig field may take (guest_os, flush_mode, ...).
-FIELD_CHOICES = _literal_choices()
 _NUMERIC = {name for name in field_names() if isinstance(getattr(RunConfig(), name), (int, float)) and not isinstance(getattr(RunConfig(), name), bool)}
 _FLOATS = {name for name in field_names() if isinstance(getattr(RunConfig(), name), float)}
-
-
-def did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
 
 
 class _Parser:
@@ -216,47 +243,28 @@ class _Parser:
         return self.doc.error(path, problem)
 
     def parse(self) -> SweepSpec:
-        top = self.doc.value
-        if not isinstance(top, dict):
-            raise self.err((), "a spec is a mapping with at least 'name' (and usually 'base', 'axes')")
-        for key in top:
-            if key not in SPEC_KEYS:
-                raise self.err((key,), f"unknown key; {did_you_mean(key, list(SPEC_KEYS))}")
-        name = self._name(top)
-        description = top.get("description", "")
-        if not isinstance(description, str):
-            raise self.err(("description",), "expected a string")
-        base = self._base(top.get("base"))
-        axes = self._axes(top.get("axes"))
-        replicates = self._replicates(top.get("replicates"), axes)
+        model = validate_section(SweepDocument, self.doc.value, self.doc)
+        base = self._base(model.base)
+        axes = self._axes(model.axes)
+        replicates = self._replicates(model.replicates, axes)
         self._check_pcpus_overcommit(base, axes)
         if replicates is not None:
             first = int(base.get("seed", 0))
             line = self.doc.line(("replicates",))
             seeds = tuple((first + i,) for i in range(replicates))
             axes = (*axes, Axis(("seed",), seeds, ("replicates",), line, (line,) * replicates, (("replicates",),) * replicates))
-        where, where_lines = self._where(top.get("where"))
-        compare = self._compare(top.get("compare"), axes)
+        where, where_lines = self._where(model.where)
+        compare = self._compare(model.compare, axes)
         self._check_size(axes)
         return SweepSpec(
-            name=name, description=description, base=base, axes=axes, replicates=replicates, where=where,
+            name=model.name, description=model.description, base=base, axes=axes, replicates=replicates, where=where,
             where_lines=where_lines, compare=compare, source=self.doc.source, text=self.text, lines=self.doc.lines,
         )
 
     # --- sections ---------------------------------------------------------------
-    def _name(self, top: dict[str, Any]) -> str:
-        if "name" not in top:
-            raise self.doc.error((), "missing; give the sweep a name, e.g. 'name: my-sweep'", field="name")
-        name = top["name"]
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise self.err(("name",), f"{name!r} is not a sweep name; use letters, digits, '_', '.', '-'")
-        return name
-
-    def _base(self, raw: Any) -> dict[str, Any]:
+    def _base(self, raw: dict[str, Any] | None) -> dict[str, Any]:
         if raw is None:
             return {}
-        if not isinstance(raw, dict):
-            raise self.err(("base",), "expected a mapping of RunConfig fields, e.g. {workload: cpu-bound}")
         base: dict[str, Any] = {}
         for key, value in raw.items():
             self._check_field(("base", key), key)
@@ -265,11 +273,9 @@ class _Parser:
             raise self.err(("base", OVERCOMMIT), "pcpus and overcommit both given; keep one (overcommit = vcpus / pcpus)")
         return base
 
-    def _axes(self, raw: Any) -> tuple[Axis, ...]:
+    def _axes(self, raw: dict[str, Any] | None) -> tuple[Axis, ...]:
         if raw is None:
             return ()
-        if not isinstance(raw, dict):
-            raise self.err(("axes",), "expected a mapping of field -> values, e.g. {vcpus: [4, 8]}")
         axes: list[Axis] = []
         seen: dict[str, str] = {}
         for key, spec in raw.items():
@@ -351,11 +357,9 @@ class _Parser:
             return [start + i * step for i in range(count)]
         return [round(start + i * step, 12) for i in range(count)]
 
-    def _replicates(self, raw: Any, axes: tuple[Axis, ...]) -> int | None:
+    def _replicates(self, raw: int | None, axes: tuple[Axis, ...]) -> int | None:
         if raw is None:
             return None
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise self.err(("replicates",), f"expected a whole number >= 1 (seeds per combination), got {raw!r}")
         if any("seed" in a.fields for a in axes):
             raise self.err(("replicates",), "seed is already an axis; use replicates or a seed axis, not both")
         return raw
@@ -378,35 +382,23 @@ class _Parser:
                 raise self.err(path, str(exc)) from None
         return tuple(clauses), tuple(self.doc.line(p) for _, p in items)
 
-    def _compare(self, raw: Any, axes: tuple[Axis, ...]) -> Compare | None:
+    def _compare(self, raw: CompareSection | None, axes: tuple[Axis, ...]) -> Compare | None:
         if raw is None:
             return None
         path: Path = ("compare",)
-        if isinstance(raw, str):
-            raw = {"field": raw}
-        if not isinstance(raw, dict):
-            raise self.err(path, "expected a field name or {field, baseline, baseline_overrides}")
-        for key in raw:
-            if key not in ("field", "baseline", "baseline_overrides"):
-                raise self.err((*path, key), f"unknown key; {did_you_mean(key, ['field', 'baseline', 'baseline_overrides'])}")
-        name = raw.get("field")
-        if not isinstance(name, str):
-            raise self.err(path, "field: missing; name the swept field to compare, e.g. flush_mode")
-        fpath = (*path, "field") if "field" in raw else path
+        name = raw.field
+        fpath = (*path, "field")
         if name not in field_names():
             raise self.err(fpath, f"{name!r} is not a RunConfig field; {did_you_mean(name, field_names())}")
         axis = next((a for a in axes if name in a.fields), None)
         if axis is None:
             raise self.err(fpath, f"{name} is not swept; add it to axes to compare its values")
-        if "baseline" in raw:
-            baseline = self._value(name, raw["baseline"], (*path, "baseline"))
+        if raw.given("baseline"):
+            baseline = self._value(name, raw.baseline, (*path, "baseline"))
         else:  # `compare: flush_mode` -> the axis's first value is the baseline
             baseline = axis.values[0][axis.fields.index(name)]
-        overrides_raw = raw.get("baseline_overrides") or {}
-        if not isinstance(overrides_raw, dict):
-            raise self.err((*path, "baseline_overrides"), "expected a mapping of RunConfig fields, e.g. {enlightenments: false}")
         overrides: dict[str, Any] = {}
-        for key, value in overrides_raw.items():
+        for key, value in (raw.baseline_overrides or {}).items():
             opath = (*path, "baseline_overrides", key)
             if key not in field_names():
                 raise self.err(opath, f"unknown RunConfig field; {did_you_mean(key, field_names())}")

@@ -51,13 +51,14 @@ class MarkedDocument:
 
 
 def dotted(path: Path) -> str:
-    """``("axes", "vcpus", 2)`` -> ``axes.vcpus[2]``."""
+    """``("axes", "vcpus", 2)`` -> ``axes.vcpus[2]``; a key that is not plain text is quoted, so the message stays one line."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            shown = part if part and part.isprintable() and part.strip() == part else repr(part)
+            out += f".{shown}" if out else shown
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -97,3 +98,64 @@ def test_the_plan_measures_every_fitting_shape_at_every_ratio(pcpus: list[int], 
     assert len(plan.expansion.runs) == len(fits) * 2 * replicates
     for c in plan.cells:
         assert c.vcpus + c.background_vcpus == round(c.ratio * c.pcpus)
+
+
+#: Typed fields of the report schema, and a value of the wrong kind for each.
+TYPED = {
+    ("period",): "hourly", ("replicates",): 0, ("slo", "max"): -1, ("slo", "metric"): "p99", ("slo", "aggregate"): 3,
+    ("pool", "hosts"): 1, ("hosts", 0, "pcpus"): "eight", ("vms", 1, "enlightenments"): "yes", ("workloads", 1): "ebizy",
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(path=st.sampled_from(sorted(TYPED, key=str)), flow=st.booleans())
+def test_a_schema_error_names_the_field_and_its_line(path: tuple, flow: bool) -> None:
+    from sweep._yaml import dotted, load_marked
+
+    doc = copy.deepcopy(VALID)
+    _set(doc, path, TYPED[path])
+    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=flow)
+    try:
+        parse_report_spec(text, source="t.yaml")
+    except SpecError as exc:
+        assert exc.field == dotted(path) and exc.line == load_marked(text).line(path)
+        assert repr(TYPED[path]) in exc.problem or str(TYPED[path]) in exc.problem
+    else:
+        raise AssertionError(f"{dotted(path)} = {TYPED[path]!r} was accepted")
+
+
+GOOD = """\
+name: cap
+hosts: [{name: h, pcpus: 8}]
+vms: [{name: w, guest_os: windows-2016, vcpus: [4], topologies: [smt2]}]
+overcommit: [1, 2]
+slo: {metric: lat_p99_us, max: 500}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("pcpus: 8", "pcpus: 0"), "r.yaml:2: hosts[0].pcpus: expected a whole number >= 1, got 0"),
+        (GOOD.replace("pcpus: 8", "pcpuz: 8"), "r.yaml:2: hosts[0].pcpuz: unknown key; did you mean 'pcpus'?"),
+        (GOOD.replace("{name: h, pcpus: 8}", "8"), "r.yaml:2: hosts[0]: expected a mapping with name, pcpus"),
+        (GOOD.replace("max: 500", "max: .inf"), "r.yaml:5: slo.max: expected a number >= 0, got inf"),
+        (GOOD + "pool: {hosts: 1}\n", "r.yaml:6: pool.hosts: a pool that survives a host failure has >= 2 hosts, got 1"),
+        (GOOD + "replicates: true\n", "r.yaml:6: replicates: expected a whole number >= 1 (seeds per shape), got True"),
+        (GOOD.replace("slo: {metric: lat_p99_us, max: 500}\n", ""),
+         "r.yaml:1: slo: missing; give the SLO, e.g. 'slo: {metric: lat_p99_us, max: 500}'"),
+        (GOOD.replace("[{name: h, pcpus: 8}]", "[]"),
+         "r.yaml:2: hosts: expected a non-empty list; list host shapes, e.g. 'hosts: [{name: 2s-24c, pcpus: 48}]'"),
+        (GOOD.replace("vcpus: [4], ", ""),
+         "r.yaml:3: vms[0].vcpus: missing; this mapping takes name, guest_os, vcpus, topologies, enlightenments, threads"),
+        (GOOD + "workloads: [ebizy]\n", "r.yaml:6: workloads[0]: 'ebizy' is not one of mmap-munmap, ebizzy, cpu-bound"),
+        (GOOD + "vms2: 1\n", "r.yaml:6: vms2: unknown key; did you mean 'vms'?"),
+        (GOOD + '"a\\nb": 1\n', "r.yaml:6: 'a\\nb': unknown key; known: name, description, period, hosts, vms, workloads, "
+                                "flush_modes, overcommit, base, replicates, slo, pool, search"),
+        ("[1]\n", "r.yaml:1: a report spec is a mapping with name, hosts, vms, overcommit and slo"),
+    ],
+)
+def test_schema_errors_read_as_one_line_with_the_fix(text: str, expected: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_report_spec(text, source="r.yaml")
+    assert str(info.value) == expected

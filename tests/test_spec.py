@@ -47,6 +47,12 @@ def error_of(text: str) -> SpecError:
         ("name: bad name\n", 1, "name", "not a sweep name"),
         ("description: no name\n", 1, "name", "missing"),
         ("name: x\naxes: [\n", 3, "", "not valid YAML"),
+        ("name: x\nreplicates: 1.5\n", 2, "replicates", "expected a whole number >= 1 (seeds per combination), got 1.5"),
+        ("name: x\nbase: [threads]\n", 2, "base", "expected a mapping of RunConfig fields"),
+        ("name: x\ncompare: 5\n", 2, "compare", "expected a field name or {field, baseline, baseline_overrides}"),
+        ("name: x\ncompare: {baseline: native}\n", 2, "compare.field", "missing; name the swept field to compare"),
+        ("nam: x\n", 1, "nam", "unknown key; did you mean 'name'?"),
+        ("- name: x\n", 1, "", "a spec is a mapping with at least 'name'"),
     ],
 )
 def test_invalid_spec_names_file_line_and_field(text: str, line: int, field: str, words: str) -> None:

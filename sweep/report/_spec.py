@@ -30,17 +30,14 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
+from sweep._model import SpecModel, spec_field, validate_section
 from sweep._spec import TopologyRule, _Parser, parse_topology_value
-from sweep._spec import did_you_mean as _did_you_mean
 from sweep._yaml import MarkedDocument, Path, SpecError, load_marked, read_spec_file
 from workers.config import FLUSH_MODES, GUEST_OSES, WORKLOADS, ConfigError, RunConfig
 from workers.profiles import load_profile
 
-#: Keys a report spec may have at the top level.
-REPORT_KEYS = ("name", "description", "period", "hosts", "vms", "workloads", "flush_modes", "overcommit", "base",
-               "replicates", "slo", "pool", "search")
 PERIODS = ("daily", "weekly", "monthly")
 #: SLO metrics: all "lower is better", judged with ``max``.
 SLO_METRICS = {
@@ -58,7 +55,8 @@ BASELINE_MODE = "native"
 REPORT_FIELDS = ("pcpus", "vcpus", "background_vcpus", "topology", "guest_os", "enlightenments", "flush_mode",
                  "workload", "overcommit")
 DEFAULT_POOL_HOSTS = 4
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_NAME_RE = re.compile(_NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +162,75 @@ def parse_report_spec(text: str, source: str = "<report>") -> ReportSpec:
     return _ReportParser(load_marked(text, source), text).parse()
 
 
+_MISSING_HINT = {
+    "name": "give the report a name, e.g. 'name: capacity'",
+    "hosts": "list host shapes, e.g. 'hosts: [{name: 2s-24c, pcpus: 48}]'",
+    "vms": "list VM shapes, e.g. 'vms: [{guest_os: windows-2016, vcpus: [16, 72], topologies: [smt2]}]'",
+    "overcommit": "list consolidation ratios (vCPU:pCPU) to measure, e.g. 'overcommit: [1, 2, 4]'",
+    "slo": "give the SLO, e.g. 'slo: {metric: lat_p99_us, max: 500}'",
+}
+
+
+def _listed(key: str, default: Any = ..., **constraints: Any) -> Any:
+    """A required (or defaulted) non-empty list whose errors repeat how to write it."""
+    hint = _MISSING_HINT.get(key, "")
+    return spec_field(default, hint=hint, min_length=1, problem=f"expected a non-empty list{'; ' + hint if hint else ''}",
+                      **constraints)
+
+
+class HostEntry(SpecModel):
+    name: str | None = None
+    pcpus: int = spec_field(ge=1)
+
+
+class VmEntry(SpecModel):
+    name: str | None = None
+    guest_os: Literal[GUEST_OSES] = "windows-2016"  # type: ignore[valid-type]
+    vcpus: Any = spec_field()
+    topologies: list[Any] = spec_field(["auto"], min_length=1,
+                                       problem="expected a non-empty list, e.g. [smt2, flat, {cores-per-socket: 4}]")
+    enlightenments: bool = True
+    threads: int | None = spec_field(None, ge=1, what="default: vcpus + 1")
+
+
+class SloEntry(SpecModel):
+    metric: Literal[tuple(SLO_METRICS)] = spec_field()  # type: ignore[valid-type]
+    max: float = spec_field(ge=0, allow_inf_nan=False)
+    aggregate: Literal[SLO_AGGREGATES] = "worst"  # type: ignore[valid-type]
+
+
+class PoolEntry(SpecModel):
+    hosts: int = spec_field(ge=2, problem="a pool that survives a host failure has >= 2 hosts, got {input!r}")
+
+
+class SearchEntry(SpecModel):
+    study: str = spec_field(pattern=r"\S", problem="expected the name of an Optuna study (flushsweep search --study NAME)")
+
+
+class ReportDocument(SpecModel):
+    """The keys of a report spec, their types and defaults; shapes and ratios are checked by the parser."""
+
+    NOT_A_MAPPING = "a report spec is a mapping with name, hosts, vms, overcommit and slo"
+    name: str = spec_field(hint=_MISSING_HINT["name"], pattern=_NAME_PATTERN,
+                           problem="{input!r} is not a report name; use letters, digits, '_' and '-' (at most 64)")
+    description: str = ""
+    period: Literal[PERIODS] = "weekly"  # type: ignore[valid-type]
+    hosts: list[HostEntry] = _listed("hosts")
+    vms: list[VmEntry] = _listed("vms")
+    workloads: list[Literal[WORKLOADS]] = _listed("workloads", ["mmap-munmap"])  # type: ignore[valid-type]
+    flush_modes: list[Literal[FLUSH_MODES]] = _listed("flush_modes", [BASELINE_MODE, "hyperv-pv"])  # type: ignore[valid-type]
+    overcommit: list[Any] = _listed("overcommit")
+    base: dict[str, Any] | None = spec_field(None, problem="expected a mapping of RunConfig fields, e.g. {iterations: 20}")
+    replicates: int = spec_field(1, ge=1, what="seeds per shape")
+    slo: SloEntry = spec_field(hint=_MISSING_HINT["slo"])
+    pool: PoolEntry | None = None
+    search: SearchEntry | None = None
+
+
+#: Keys a report spec may have at the top level.
+REPORT_KEYS = tuple(ReportDocument.model_fields)
+
+
 class _ReportParser:
     def __init__(self, doc: MarkedDocument, text: str) -> None:
         self.doc = doc
@@ -174,117 +241,69 @@ class _ReportParser:
         return self.doc.error(path, problem)
 
     def parse(self) -> ReportSpec:
-        top = self.doc.value
-        if not isinstance(top, dict):
-            raise self.err((), "a report spec is a mapping with name, hosts, vms, overcommit and slo")
-        for key in top:
-            if key not in REPORT_KEYS:
-                raise self.doc.error((key,), f"unknown key; {_did_you_mean(key, list(REPORT_KEYS))}", field=_shown(key))
-        for key in ("name", "hosts", "vms", "overcommit", "slo"):
-            if key not in top:
-                raise self.doc.error((), f"missing; {_MISSING_HINT[key]}", field=key)
-        name = top["name"]
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise self.err(("name",), f"{name!r} is not a report name; use letters, digits, '_' and '-' (at most 64)")
-        description = top.get("description", "")
-        if not isinstance(description, str):
-            raise self.err(("description",), "expected a string")
-        period = top.get("period", "weekly")
-        if period not in PERIODS:
-            raise self.err(("period",), f"{period!r} is not one of {', '.join(PERIODS)}")
-        hosts = self._hosts(top["hosts"])
-        vms = self._vms(top["vms"])
-        workloads = self._choices("workloads", top.get("workloads", ["mmap-munmap"]), WORKLOADS)
-        flush_modes = self._flush_modes(top.get("flush_modes", [BASELINE_MODE, "hyperv-pv"]), vms)
-        overcommit = self._overcommit(top["overcommit"])
-        base = self._base(top.get("base"))
-        replicates = top.get("replicates", 1)
-        if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
-            raise self.err(("replicates",), f"expected a whole number >= 1 (seeds per shape), got {replicates!r}")
-        slo = self._slo(top["slo"], overcommit)
-        pool_hosts = self._pool(top.get("pool"))
-        study = self._search(top.get("search"))
+        model = validate_section(ReportDocument, self.doc.value, self.doc)
+        hosts = self._hosts(model.hosts)
+        vms = self._vms(model.vms)
+        workloads = self._unique("workloads", model.workloads)
+        flush_modes = self._flush_modes(self._unique("flush_modes", model.flush_modes), vms)
+        overcommit = self._overcommit(model.overcommit)
+        base = self._base(model.base)
+        slo = self._slo(model.slo, overcommit)
         return ReportSpec(
-            name=name, description=description, period=period, hosts=hosts, vms=vms, workloads=workloads,
-            flush_modes=flush_modes, overcommit=overcommit, base=base, replicates=replicates, slo=slo,
-            pool_hosts=pool_hosts, study=study, source=self.doc.source, text=self.text,
+            name=model.name, description=model.description, period=model.period, hosts=hosts, vms=vms,
+            workloads=workloads, flush_modes=flush_modes, overcommit=overcommit, base=base, replicates=model.replicates,
+            slo=slo, pool_hosts=model.pool.hosts if model.pool else DEFAULT_POOL_HOSTS,
+            study=model.search.study if model.search else None, source=self.doc.source, text=self.text,
         )
 
     # --- sections ---------------------------------------------------------------
-    def _list(self, key: str, raw: Any) -> list[Any]:
-        if not isinstance(raw, list) or not raw:
-            raise self.err((key,), f"expected a non-empty list; {_MISSING_HINT.get(key, '')}".rstrip("; "))
-        return raw
-
-    def _hosts(self, raw: Any) -> tuple[HostShape, ...]:
+    def _hosts(self, entries: list[HostEntry]) -> tuple[HostShape, ...]:
         hosts: list[HostShape] = []
-        for i, item in enumerate(self._list("hosts", raw)):
+        for i, item in enumerate(entries):
             path: Path = ("hosts", i)
-            item = self._mapping(path, item, ("name", "pcpus"), required=("pcpus",))
-            pcpus = item["pcpus"]
-            if isinstance(pcpus, bool) or not isinstance(pcpus, int) or pcpus < 1:
-                raise self.err((*path, "pcpus"), f"expected a whole number >= 1, got {pcpus!r}")
-            name = self._label(path, item.get("name", f"{pcpus}-pcpu"))
+            name = self._label(path, item.name if item.name is not None else f"{item.pcpus}-pcpu")
             for other in hosts:
-                if other.pcpus == pcpus:
-                    raise self.err((*path, "pcpus"), f"host {other.name!r} already has {pcpus} pCPUs; one host shape per size")
+                if other.pcpus == item.pcpus:
+                    raise self.err((*path, "pcpus"), f"host {other.name!r} already has {item.pcpus} pCPUs; one host shape per size")
                 if other.name == name:
                     raise self.err((*path, "name"), f"duplicate host name {name!r}")
-            hosts.append(HostShape(name, pcpus))
+            hosts.append(HostShape(name, item.pcpus))
         return tuple(hosts)
 
-    def _vms(self, raw: Any) -> tuple[VmShape, ...]:
+    def _vms(self, entries: list[VmEntry]) -> tuple[VmShape, ...]:
         vms: list[VmShape] = []
-        keys = ("name", "guest_os", "vcpus", "topologies", "enlightenments", "threads")
-        for i, item in enumerate(self._list("vms", raw)):
+        for i, item in enumerate(entries):
             path: Path = ("vms", i)
-            item = self._mapping(path, item, keys, required=("vcpus",))
-            guest_os = item.get("guest_os", "windows-2016")
-            if guest_os not in GUEST_OSES:
-                raise self.err((*path, "guest_os"), f"{guest_os!r} is not one of {', '.join(GUEST_OSES)}")
-            vcpus_raw = item["vcpus"] if isinstance(item["vcpus"], list) else [item["vcpus"]]
+            listed = isinstance(item.vcpus, list)
+            vcpus_raw = item.vcpus if listed else [item.vcpus]
             if not vcpus_raw:
                 raise self.err((*path, "vcpus"), "expected a vCPU count or a non-empty list of them")
             vcpus: list[int] = []
             for j, v in enumerate(vcpus_raw):
-                vpath = (*path, "vcpus", j) if isinstance(item["vcpus"], list) else (*path, "vcpus")
+                vpath = (*path, "vcpus", j) if listed else (*path, "vcpus")
                 if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
                     raise self.err(vpath, f"expected a whole number of vCPUs in [1, 4096], got {v!r}")
                 if v in vcpus:
                     raise self.err(vpath, f"{v} is listed twice")
                 vcpus.append(v)
-            topo_raw = item.get("topologies", ["auto"])
-            if not isinstance(topo_raw, list) or not topo_raw:
-                raise self.err((*path, "topologies"), "expected a non-empty list, e.g. [smt2, flat, {cores-per-socket: 4}]")
-            topologies = tuple(parse_topology_value(t, (*path, "topologies", j), self.fields.doc) for j, t in enumerate(topo_raw))
+            topologies = tuple(parse_topology_value(t, (*path, "topologies", j), self.doc) for j, t in enumerate(item.topologies))
             for j, t in enumerate(topologies):
                 if str(t) in [str(u) for u in topologies[:j]]:
                     raise self.err((*path, "topologies", j), f"{t} is listed twice")
-            enlightenments = item.get("enlightenments", True)
-            if not isinstance(enlightenments, bool):
-                raise self.err((*path, "enlightenments"), f"expected true or false, got {enlightenments!r}")
-            threads = item.get("threads")
-            if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-                raise self.err((*path, "threads"), f"expected a whole number >= 1 (default: vcpus + 1), got {threads!r}")
-            name = self._label(path, item.get("name", guest_os))
+            name = self._label(path, item.name if item.name is not None else item.guest_os)
             for other in vms:
                 if other.name == name:
                     raise self.err((*path, "name"), f"duplicate VM name {name!r}")
-            vms.append(VmShape(name, guest_os, tuple(vcpus), topologies, enlightenments, threads))
+            vms.append(VmShape(name, item.guest_os, tuple(vcpus), topologies, item.enlightenments, item.threads))
         return tuple(vms)
 
-    def _choices(self, key: str, raw: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
-        out: list[str] = []
-        for i, value in enumerate(self._list(key, raw)):
-            if value not in allowed:
-                raise self.err((key, i), f"{value!r} is not one of {', '.join(allowed)}")
-            if value in out:
+    def _unique(self, key: str, values: list[str]) -> tuple[str, ...]:
+        for i, value in enumerate(values):
+            if value in values[:i]:
                 raise self.err((key, i), f"{value} is listed twice")
-            out.append(value)
-        return tuple(out)
+        return tuple(values)
 
-    def _flush_modes(self, raw: Any, vms: tuple[VmShape, ...]) -> tuple[str, ...]:
-        modes = self._choices("flush_modes", raw, FLUSH_MODES)
+    def _flush_modes(self, modes: tuple[str, ...], vms: tuple[VmShape, ...]) -> tuple[str, ...]:
         if BASELINE_MODE not in modes:
             raise self.err(("flush_modes",), f"add {BASELINE_MODE}: it is the baseline every PV run is compared with")
         if len(modes) < 2:
@@ -296,9 +315,9 @@ class _ReportParser:
                 raise self.err(("flush_modes", i), "hyperv-pv is an enlightenment and every VM shape has enlightenments: false")
         return modes
 
-    def _overcommit(self, raw: Any) -> tuple[float, ...]:
+    def _overcommit(self, raw: list[Any]) -> tuple[float, ...]:
         values: list[float] = []
-        for i, v in enumerate(self._list("overcommit", raw)):
+        for i, v in enumerate(raw):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise self.err(("overcommit", i), f"a consolidation ratio (vCPU:pCPU) is a number > 0, got {v!r}")
             if float(v) in values:
@@ -306,11 +325,10 @@ class _ReportParser:
             values.append(float(v))
         return tuple(sorted(values))
 
-    def _base(self, raw: Any) -> dict[str, Any]:
-        if isinstance(raw, dict):
-            for key in raw:
-                if key in REPORT_FIELDS:
-                    raise self.err(("base", key), f"{key} is set by the report's hosts, vms, workloads, flush_modes or overcommit; remove it from base")
+    def _base(self, raw: dict[str, Any] | None) -> dict[str, Any]:
+        for key in raw or {}:
+            if key in REPORT_FIELDS:
+                raise self.err(("base", key), f"{key} is set by the report's hosts, vms, workloads, flush_modes or overcommit; remove it from base")
         base = self.fields._base(raw)
         try:  # the fields alone must make a valid run (cross-field rules are checked when planning)
             RunConfig.from_dict({k: v for k, v in base.items() if k != "topology"})
@@ -319,79 +337,18 @@ class _ReportParser:
             raise self.err(("base", exc.field) if exc.field in base else ("base",), exc.problem) from None
         return base
 
-    def _slo(self, raw: Any, overcommit: tuple[float, ...]) -> Slo:
-        path: Path = ("slo",)
-        item = self._mapping(path, raw, ("metric", "max", "aggregate"), required=("metric", "max"))
-        metric = item["metric"]
-        if not isinstance(metric, str) or metric not in SLO_METRICS:
-            raise self.err((*path, "metric"), f"{metric!r} is not one of {', '.join(SLO_METRICS)}")
-        limit = item["max"]
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit) or limit < 0:
-            raise self.err((*path, "max"), f"expected a number >= 0, got {limit!r}")
-        if metric == "throughput_loss" and limit >= 1:
-            raise self.err((*path, "max"), f"throughput loss is a fraction (0.10 is 10%), got {limit}")
-        aggregate = item.get("aggregate", "worst")
-        if aggregate not in SLO_AGGREGATES:
-            raise self.err((*path, "aggregate"), f"{aggregate!r} is not one of {', '.join(SLO_AGGREGATES)}")
-        if metric == "throughput_loss" and 1.0 not in overcommit:
+    def _slo(self, entry: SloEntry, overcommit: tuple[float, ...]) -> Slo:
+        if entry.metric == "throughput_loss" and entry.max >= 1:
+            raise self.err(("slo", "max"), f"throughput loss is a fraction (0.10 is 10%), got {entry.max}")
+        if entry.metric == "throughput_loss" and 1.0 not in overcommit:
             raise self.err(("overcommit",), "throughput_loss is measured against no overcommit; add 1 to overcommit")
-        return Slo(metric, float(limit), aggregate)
-
-    def _pool(self, raw: Any) -> int:
-        if raw is None:
-            return DEFAULT_POOL_HOSTS
-        item = self._mapping(("pool",), raw, ("hosts",), required=("hosts",))
-        n = item["hosts"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-            raise self.err(("pool", "hosts"), f"a pool that survives a host failure has >= 2 hosts, got {n!r}")
-        return n
-
-    def _search(self, raw: Any) -> str | None:
-        if raw is None:
-            return None
-        item = self._mapping(("search",), raw, ("study",), required=("study",))
-        study = item["study"]
-        if not isinstance(study, str) or not study.strip():
-            raise self.err(("search", "study"), "expected the name of an Optuna study (flushsweep search --study NAME)")
-        return study
+        return Slo(entry.metric, float(entry.max), entry.aggregate)
 
     # --- helpers ----------------------------------------------------------------
-    def _mapping(self, path: Path, raw: Any, keys: tuple[str, ...], *, required: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(raw, dict):
-            raise self.err(path, f"expected a mapping with {', '.join(keys)}")
-        for key in raw:
-            if key not in keys:
-                raise self.doc.error((*path, key), f"unknown key; {_did_you_mean(str(key), list(keys))}",
-                                     field=_dotted_key(path, _shown(key)))
-        for key in required:
-            if key not in raw:
-                raise self.doc.error(path, f"missing; this mapping takes {', '.join(keys)}", field=_dotted_key(path, key))
-        return raw
-
     def _label(self, path: Path, name: Any) -> str:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise self.err((*path, "name"), f"{name!r} is not a name; use letters, digits, '_' and '-'")
         return name
-
-
-def _shown(key: str) -> str:
-    """A key as an error message shows it: one line, quoted when it is not plain text."""
-    return key if key.isprintable() and key.strip() == key and key else repr(key)
-
-
-def _dotted_key(path: Path, key: str) -> str:
-    from sweep._yaml import dotted
-
-    return dotted((*path, key))
-
-
-_MISSING_HINT = {
-    "name": "give the report a name, e.g. 'name: capacity'",
-    "hosts": "list host shapes, e.g. 'hosts: [{name: 2s-24c, pcpus: 48}]'",
-    "vms": "list VM shapes, e.g. 'vms: [{guest_os: windows-2016, vcpus: [16, 72], topologies: [smt2]}]'",
-    "overcommit": "list consolidation ratios (vCPU:pCPU) to measure, e.g. 'overcommit: [1, 2, 4]'",
-    "slo": "give the SLO, e.g. 'slo: {metric: lat_p99_us, max: 500}'",
-}
 
 
 __all__ = [

@@ -34,21 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Literal, Mapping
 
-from sweep._spec import FIELD_CHOICES as _CHOICES
-from sweep._spec import OVERCOMMIT, Compare, Impossible
+from sweep._model import SpecModel, spec_field, validate_section
+from sweep._model import did_you_mean as _did_you_mean
+from sweep._spec import OVERCOMMIT, Compare, Impossible, name_field
 from sweep._spec import _Parser as _SweepParser
-from sweep._spec import did_you_mean as _did_you_mean
 from sweep._spec import is_number as _is_number
 from sweep._yaml import MarkedDocument, Path, SpecError, load_marked, read_spec_file
 from sweep.search._expr import Expr, ExprError, compile_expr
 from sweep.search._space import MAX_GRID, Choice, FloatRange, IntRange, Param, Space, build_config, topology_label
+from workers.config import FIELD_CHOICES as _CHOICES
 from workers.config import FLUSH_MODES, ConfigError, RunConfig, field_names
 
-#: Keys a search spec may have at the top level.
-SPEC_KEYS = (
-    "name", "description", "base", "space", "compare", "replicates", "objectives", "direction", "constraints",
-    "trials", "parallel", "sampler", "seed",
-)
 #: Samplers by spec name, and the Optuna class each one is.
 SAMPLERS = {
     "tpe": "TPESampler", "random": "RandomSampler", "gp": "GPSampler", "cmaes": "CmaEsSampler",
@@ -62,7 +58,43 @@ PV_MODES = tuple(m for m in FLUSH_MODES if m != "native")
 DIRECTIONS = ("maximize", "minimize")
 
 Direction = Literal["maximize", "minimize"]
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+FlushMode = Literal[FLUSH_MODES]  # type: ignore[valid-type]
+PvMode = Literal[PV_MODES]  # type: ignore[valid-type]
+
+
+class SearchCompare(SpecModel):
+    """``compare:``: the flush mode of each trial's baseline and of its PV run, and the baseline's other fields."""
+
+    NOT_A_MAPPING = "expected {baseline: native, pv: hyperv-pv, baseline_overrides: {...}}"
+    baseline: FlushMode = "native"
+    pv: PvMode = spec_field("hyperv-pv", problem=f"{{input!r}} is not a PV flush mode; use one of {', '.join(PV_MODES)}")
+    baseline_overrides: dict[str, Any] | None = spec_field(
+        None, problem="expected a mapping of RunConfig fields, e.g. {enlightenments: false}")
+
+
+class SearchDocument(SpecModel):
+    """The keys of a search spec, their types and defaults; fields, ranges and expressions are checked by the parser."""
+
+    NOT_A_MAPPING = "a search spec is a mapping with at least 'name', 'space' and 'objectives'"
+    name: str = name_field("search", hint="name the search (it is also the Optuna study's name)")
+    description: str = ""
+    base: dict[str, Any] | None = spec_field(None, problem="expected a mapping of RunConfig fields, e.g. {workload: mmap-munmap}")
+    space: dict[str, Any] = spec_field(
+        hint="give the fields to search, e.g. space: {vcpus: {low: 4, high: 32, step: 4}}", min_length=1,
+        problem="expected a mapping of field -> range or list, e.g. {vcpus: {low: 4, high: 32, step: 4}}")
+    compare: SearchCompare | None = None
+    replicates: int = spec_field(1, ge=1, what="seeds per trial, averaged")
+    objectives: Any = spec_field(hint="e.g. objectives: [benefit_sys] (native.sys_s / pv.sys_s, maximized)")
+    direction: Direction = "maximize"
+    constraints: Any = None
+    trials: int = spec_field(50, ge=1, what="trials to evaluate")
+    parallel: int = spec_field(1, ge=1, what="trials in flight")
+    sampler: Any = "tpe"
+    seed: int = spec_field(0, ge=0, what="the sampler's seed")
+
+
+#: Keys a search spec may have at the top level.
+SPEC_KEYS = tuple(SearchDocument.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,55 +207,25 @@ class _Parser(_SweepParser):
     """A search spec shares base fields, values and errors with sweep specs (the sweep parser)."""
 
     def parse(self) -> SearchSpec:
-        top = self.doc.value
-        if not isinstance(top, dict):
-            raise self.err((), "a search spec is a mapping with at least 'name', 'space' and 'objectives'")
-        for key in top:
-            if key not in SPEC_KEYS:
-                raise self.err((key,), f"unknown key; {_did_you_mean(key, list(SPEC_KEYS))}")
-        name = self._name(top)
-        description = top.get("description", "")
-        if not isinstance(description, str):
-            raise self.err(("description",), "expected a string")
-        base = self._base(top.get("base"))
-        space = self._space(top.get("space"), base)
-        compare, pv_mode = self._compare(top.get("compare"))
-        replicates = self._count(top, "replicates", 1, "seeds per trial, averaged")
-        objectives = self._objectives(top)
-        constraints = self._constraints(top.get("constraints"))
-        trials = self._count(top, "trials", 50, "trials to evaluate")
-        parallel = self._count(top, "parallel", 1, "trials in flight")
-        seed = top.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise self.err(("seed",), f"expected a whole number >= 0 (the sampler's seed), got {seed!r}")
-        sampler = self._sampler(top.get("sampler", "tpe"), space, len(objectives))
+        model = validate_section(SearchDocument, self.doc.value, self.doc)
+        base = self._base(model.base)
+        space = self._space(model.space, base)
+        compare, pv_mode = self._compare(model.compare or SearchCompare())
+        objectives = self._objectives(model.objectives, model.direction)
+        constraints = self._constraints(model.constraints)
+        sampler = self._sampler(model.sampler, space, len(objectives))
         self._check_pairing(base, space, compare, pv_mode)
         return SearchSpec(
-            name=name, description=description, base=base, space=space, compare=compare, pv_mode=pv_mode,
-            replicates=replicates, objectives=objectives, constraints=constraints, trials=trials, parallel=parallel,
-            sampler=sampler, seed=seed, source=self.doc.source, text=self.text, lines=self.doc.lines,
+            name=model.name, description=model.description, base=base, space=space, compare=compare, pv_mode=pv_mode,
+            replicates=model.replicates, objectives=objectives, constraints=constraints, trials=model.trials,
+            parallel=model.parallel, sampler=sampler, seed=model.seed, source=self.doc.source, text=self.text,
+            lines=self.doc.lines,
         )
 
     # --- sections ---------------------------------------------------------------
-    def _name(self, top: dict[str, Any]) -> str:
-        if "name" not in top:
-            raise self.doc.error((), "missing; name the search (it is also the Optuna study's name)", field="name")
-        name = top["name"]
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise self.err(("name",), f"{name!r} is not a search name; use letters, digits, '_', '.', '-'")
-        return name
-
-    def _count(self, top: dict[str, Any], key: str, default: int, what: str) -> int:
-        raw = top.get(key, default)
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise self.err((key,), f"expected a whole number >= 1 ({what}), got {raw!r}")
-        return raw
-
-    def _base(self, raw: Any) -> dict[str, Any]:
+    def _base(self, raw: dict[str, Any] | None) -> dict[str, Any]:
         if raw is None:
             return {}
-        if not isinstance(raw, dict):
-            raise self.err(("base",), "expected a mapping of RunConfig fields, e.g. {workload: mmap-munmap}")
         base: dict[str, Any] = {}
         for key, value in raw.items():
             path: Path = ("base", key)
@@ -235,11 +237,7 @@ class _Parser(_SweepParser):
             raise self.err(("base", OVERCOMMIT), "pcpus and overcommit both given; keep one (overcommit = vcpus / pcpus)")
         return base
 
-    def _space(self, raw: Any, base: dict[str, Any]) -> Space:
-        if raw is None:
-            raise self.doc.error((), "missing; give the fields to search, e.g. space: {vcpus: {low: 4, high: 32, step: 4}}", field="space")
-        if not isinstance(raw, dict) or not raw:
-            raise self.err(("space",), "expected a mapping of field -> range or list, e.g. {vcpus: {low: 4, high: 32, step: 4}}")
+    def _space(self, raw: dict[str, Any], base: dict[str, Any]) -> Space:
         params: list[Param] = []
         for key, spec in raw.items():
             path: Path = ("space", key)
@@ -344,28 +342,13 @@ class _Parser(_SweepParser):
             if len(problems) == len(contexts):
                 raise self.err(("space", p.name, key), problems[0])
 
-    def _compare(self, raw: Any) -> tuple[Compare, str]:
+    def _compare(self, raw: SearchCompare) -> tuple[Compare, str]:
         path: Path = ("compare",)
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise self.err(path, "expected {baseline: native, pv: hyperv-pv, baseline_overrides: {...}}")
-        for key in raw:
-            if key not in ("baseline", "pv", "baseline_overrides"):
-                raise self.err((*path, key), f"unknown key; {_did_you_mean(key, ['baseline', 'pv', 'baseline_overrides'])}")
-        baseline = raw.get("baseline", "native")
-        if baseline not in FLUSH_MODES:
-            raise self.err((*path, "baseline"), f"{baseline!r} is not one of {', '.join(FLUSH_MODES)}")
-        pv = raw.get("pv", "hyperv-pv")
-        if pv not in PV_MODES:
-            raise self.err((*path, "pv"), f"{pv!r} is not a PV flush mode; use one of {', '.join(PV_MODES)}")
+        baseline, pv = raw.baseline, raw.pv
         if pv == baseline:
             raise self.err((*path, "pv"), f"the PV run and its baseline are both {pv}; compare two flush modes")
-        overrides_raw = raw.get("baseline_overrides") or {}
-        if not isinstance(overrides_raw, dict):
-            raise self.err((*path, "baseline_overrides"), "expected a mapping of RunConfig fields, e.g. {enlightenments: false}")
         overrides: dict[str, Any] = {}
-        for key, value in overrides_raw.items():
+        for key, value in (raw.baseline_overrides or {}).items():
             opath = (*path, "baseline_overrides", key)
             if key not in field_names():
                 raise self.err(opath, f"unknown RunConfig field; {_did_you_mean(key, field_names())}")
@@ -391,13 +374,7 @@ class _Parser(_SweepParser):
         except ConfigError as exc:
             raise self.err(("compare", "baseline_overrides"), f"the baseline is not a valid run: {exc}") from None
 
-    def _objectives(self, top: dict[str, Any]) -> tuple[Objective, ...]:
-        default = top.get("direction", "maximize")
-        if default not in DIRECTIONS:
-            raise self.err(("direction",), f"{default!r} is not one of maximize, minimize")
-        raw = top.get("objectives")
-        if raw is None:
-            raise self.doc.error((), "missing; e.g. objectives: [benefit_sys] (native.sys_s / pv.sys_s, maximized)", field="objectives")
+    def _objectives(self, raw: Any, default: Direction) -> tuple[Objective, ...]:
         items = [raw] if isinstance(raw, (str, dict)) else raw
         if not isinstance(items, list) or not items:
             raise self.err(("objectives",), "expected a list of expressions or {name, expr, direction} items")
