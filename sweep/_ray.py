@@ -18,8 +18,10 @@ from typing import Any, Sequence
 from sweep._executor import BatchFunction, Completion, Executor
 from sweep._task import BatchResult, RunTask, execute_batch, pack_outcomes
 
-#: The repository root: what workers need on their path (workers/, sweep/, configs/profiles).
+#: Where the packages live: a checkout's root (workers/, sweep/, configs/profiles), or site-packages for a wheel.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: A checkout ships whole with ``ship_code``; an installed wheel ships only its packages (profiles are inside).
+IS_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file()
 #: Not shipped with ``ship_code``: environments, results, caches.
 SHIP_EXCLUDES = [".venv", ".git", "flushsweep-data", "**/__pycache__", ".pytest_cache", ".hypothesis", "*.parquet", "*.db", "build", "dist"]
 
@@ -171,6 +173,8 @@ def worker_runtime_env(ship_code: bool = False) -> dict[str, Any]:
         env_vars["FLUSHSWEEP_PROFILES"] = os.environ["FLUSHSWEEP_PROFILES"]
     if ship_code:
         env_vars.pop("PYTHONPATH")
+        if not IS_CHECKOUT:
+            return {"py_modules": [str(PROJECT_ROOT / p) for p in ("workers", "storage", "sweep")], "env_vars": env_vars}
         return {"working_dir": str(PROJECT_ROOT), "excludes": SHIP_EXCLUDES, "env_vars": env_vars}
     return {"env_vars": env_vars}
 

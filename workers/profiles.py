@@ -20,8 +20,10 @@ import yaml
 
 from workers.config import ConfigError
 
-#: Where named profiles live: $FLUSHSWEEP_PROFILES (os.pathsep-separated) first, then the repo's configs/profiles.
-DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent.parent / "configs" / "profiles"
+#: Where named profiles live: $FLUSHSWEEP_PROFILES (os.pathsep-separated) first, then the checkout's
+#: configs/profiles (the editable source), or in an installed wheel the copy it ships as workers/_bundled_profiles.
+_CHECKOUT_PROFILES = Path(__file__).resolve().parent.parent / "configs" / "profiles"
+DEFAULT_PROFILE_DIR = _CHECKOUT_PROFILES if _CHECKOUT_PROFILES.is_dir() else Path(__file__).resolve().parent / "_bundled_profiles"
 
 
 @dataclass(frozen=True)

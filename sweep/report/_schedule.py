@@ -24,8 +24,16 @@ import yaml
 from sweep.report._spec import ReportSpec
 
 SCHEDULE_KINDS = ("k8s", "systemd", "cron")
-#: The repository root: a spec must live inside it, because it ships with the project (image or checkout).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _project_root() -> Path:
+    """The checkout this package runs from; for an installed wheel, the current directory (the one deployed as workdir)."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+#: The project root: a spec must live inside it, because it ships with the project (image or checkout).
+PROJECT_ROOT = _project_root()
 _CRON = {"daily": "{m} {h} * * *", "weekly": "{m} {h} * * 1", "monthly": "{m} {h} 1 * *"}
 _ON_CALENDAR = {"daily": "*-*-* {h:02d}:{m:02d}:00", "weekly": "Mon *-*-* {h:02d}:{m:02d}:00", "monthly": "*-*-01 {h:02d}:{m:02d}:00"}
 
