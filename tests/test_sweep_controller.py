@@ -196,14 +196,23 @@ def test_progress_lines_without_a_terminal(sweep_store: Any) -> None:
     assert "\r" not in out.getvalue()
 
 
-def test_progress_bar_on_a_terminal_redraws_one_line(sweep_store: Any) -> None:
+def test_progress_bar_on_a_terminal_redraws_one_line_while_runs_complete(sweep_store: Any) -> None:
+    import itertools
+    import re
+
     plan(sweep_store)
-    execute_sweep(sweep_store, "ctl", InProcessExecutor(), options=RunOptions(max_batch=1))
     out = io.StringIO()
-    report = execute_sweep(sweep_store, "ctl", InProcessExecutor(), progress=Progress("ctl", stream=out, tty=True))
+    ticks = itertools.count(0.0, 1.0)  # a second per reading: every update is due, so each one draws
+    progress = Progress("ctl", stream=out, tty=True, clock=lambda: next(ticks))
+    report = execute_sweep(sweep_store, "ctl", InProcessExecutor(), options=RunOptions(max_batch=1, commit_rows=1), progress=progress)
+    assert report.done == 12 and report.skipped == 0  # real work, not a sweep with nothing left to do
     text = out.getvalue()
-    assert text.startswith("\r") and text.endswith("\n") and text.count("\n") == 1
-    assert "[########################]" in text and "12 skipped" in text and report.skipped == 12
+    frames = text.rstrip("\n").split("\r\x1b[2K")[1:]
+    assert text.startswith("\r\x1b[2K") and text.endswith("\n") and text.count("\n") == 1
+    finished = [int(re.search(r"\] (\d+)/12 runs", f).group(1)) for f in frames]
+    assert finished == sorted(finished) and finished[-1] == 12 and len(set(finished)) > 3  # it moved as runs completed
+    assert any(re.search(r"\[#+\.+\]", f) for f in frames)  # a partly filled bar was drawn mid-sweep
+    assert "[########################]" in frames[-1] and "12 done" in frames[-1]
 
 
 def test_interrupted_attempts_do_not_count_as_failures(sweep_store: Any) -> None:
