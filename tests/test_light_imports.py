@@ -8,8 +8,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 #: What only the driver needs: the CLI, the store, search, and the heavy libraries behind them.
-DRIVER_SIDE = ("sweep.cli", "sweep._controller", "sweep._spec", "storage", "optuna", "sqlalchemy", "duckdb", "pandas",
-               "matplotlib", "ray")
+DRIVER_SIDE = ("sweep.cli", "sweep._controller", "sweep._spec", "storage._store", "storage._query", "optuna", "sqlalchemy",
+               "duckdb", "pandas", "matplotlib", "ray")
 
 
 def _loaded_after(statement: str) -> set[str]:
