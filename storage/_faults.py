@@ -6,7 +6,9 @@ point writes a JSON note (what it was doing) to the file named by
 writer at exactly that moment. Without the variable a point costs one dict lookup.
 
 Points: ``commit-after-rename`` (a result file is in place, its SQL commit is not),
-``compact-after-rename`` (a merged file is in place, the manifest still lists the old ones).
+``compact-after-rename`` (a merged file is in place, the manifest still lists the old ones),
+``layout-after-move`` (migration 0004 moved one partition into ``results/``, not the others),
+``layout-before-commit`` (it moved them all and rewrote the paths, uncommitted).
 """
 
 from __future__ import annotations

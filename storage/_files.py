@@ -1,15 +1,18 @@
 """Parquet files in the store directory: atomic writes, checksums, scanning, quarantine, the lock.
 
-Layout (Hive partitioning on the sweep that computed the rows)::
+Layout: the results are a Parquet dataset of their own (Hive partitioning on the sweep
+that computed the rows), so any Parquet reader opens ``<store>/results`` as is::
 
-    <store>/sweep=<name>/part-<utc>-<uuid>.parquet   results, one file per committed batch
-    <store>/sweep=<name>/.part-...parquet.tmp        being written; never read
-    <store>/quarantine/...                           damaged files set aside by `store check --repair`
-    <store>/flushsweep-store.json                    the store id that ties it to its database
-    <store>/.flushsweep.lock                         held while a file and its SQL commit are in flight
+    <store>/results/sweep=<name>/part-<utc>-<uuid>.parquet   results, one file per committed batch
+    <store>/results/sweep=<name>/.part-...parquet.tmp        being written; readers skip dot files
+    <store>/quarantine/results/...                           damaged files set aside by `store check --repair`
+    <store>/flushsweep-store.json                            the store id that ties it to its database
+    <store>/.flushsweep.lock                                 held while a file and its SQL commit are in flight
+    <store>/meta.sqlite, <store>/reports/                    metadata (default SQLite), published reports
 
 A file is written under its temporary name, fsynced and renamed into place, so a
-reader never sees half a file; whether it counts is up to the SQL manifest.
+reader never sees half a file; whether it counts is up to the SQL manifest. Manifest
+paths are relative to the store directory (``results/sweep=<name>/part-...``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 MARKER_FILE = "flushsweep-store.json"
 LOCK_FILE = ".flushsweep.lock"
 QUARANTINE_DIR = "quarantine"
+#: The Parquet dataset: nothing but partition directories and their files.
+RESULTS_DIR = "results"
 PARTITION_PREFIX = "sweep="
 TMP_SUFFIX = ".tmp"
 _SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -82,7 +87,7 @@ def check_sweep_name(name: str) -> str:
 
 def new_result_path(sweep: str) -> str:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return f"{PARTITION_PREFIX}{sweep}/part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+    return f"{RESULTS_DIR}/{PARTITION_PREFIX}{sweep}/part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
 
 
 def encode_parquet(table: "pa.Table", options: dict[str, object]) -> "pa.Buffer":
@@ -105,10 +110,7 @@ def write_atomic(
     final = store_dir / rel
     tmp = final.with_name("." + final.name + TMP_SUFFIX)
     try:
-        created = not final.parent.exists()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if created:
-            _fsync_dir(final.parent.parent)
+        _make_dirs(final.parent)
         with open(tmp, "wb") as fh:
             fh.write(memoryview(data))
             fh.flush()
@@ -143,23 +145,40 @@ def sha256_file(path: Path) -> str:
 
 
 def scan_result_files(store_dir: Path) -> tuple[set[str], set[str]]:
-    """(result files, temporary files) under the partition directories, relative paths."""
+    """(result files, temporary files) under the partition directories, relative to ``store_dir``."""
     results: set[str] = set()
     temps: set[str] = set()
-    if not store_dir.is_dir():
+    dataset = store_dir / RESULTS_DIR
+    if not dataset.is_dir():
         return results, temps
-    for part in os.scandir(store_dir):
+    for part in os.scandir(dataset):
         if not (part.is_dir(follow_symlinks=False) and part.name.startswith(PARTITION_PREFIX)):
             continue
         for entry in os.scandir(part.path):
             if not entry.is_file(follow_symlinks=False):
                 continue
-            rel = f"{part.name}/{entry.name}"
+            rel = f"{RESULTS_DIR}/{part.name}/{entry.name}"
             if entry.name.endswith(TMP_SUFFIX):
                 temps.add(rel)
             elif entry.name.endswith(".parquet"):
                 results.add(rel)
     return results, temps
+
+
+def root_partitions(store_dir: Path) -> list[str]:
+    """Partition directories in the store root: the layout before revision 0004 (see _layout)."""
+    if not store_dir.is_dir():
+        return []
+    return sorted(
+        e.name for e in os.scandir(store_dir) if e.is_dir(follow_symlinks=False) and e.name.startswith(PARTITION_PREFIX)
+    )
+
+
+def holds_results(store_dir: Path) -> bool:
+    """Whether the directory holds result files, in either layout."""
+    return bool(scan_result_files(store_dir)[0]) or any(
+        any(os.scandir(store_dir / name)) for name in root_partitions(store_dir)
+    )
 
 
 def remove_file(store_dir: Path, rel: str) -> None:
@@ -240,7 +259,19 @@ def store_lock(store_dir: Path) -> Iterator[None]:
         yield
 
 
-def _fsync_dir(path: Path) -> None:
+def _make_dirs(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing each new directory's parent (so a new
+    partition survives a power cut together with the file renamed into it)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        fsync_dir(directory.parent)
+
+
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -261,15 +292,19 @@ __all__ = [
     "LOCK_FILE",
     "MARKER_FILE",
     "QUARANTINE_DIR",
+    "RESULTS_DIR",
     "StoreMarker",
     "WrittenFile",
     "check_sweep_name",
+    "fsync_dir",
+    "holds_results",
     "encode_parquet",
     "ensure_writable_dir",
     "new_result_path",
     "quarantine",
     "read_marker",
     "remove_file",
+    "root_partitions",
     "scan_result_files",
     "schema_hash",
     "sha256_file",

@@ -25,6 +25,7 @@ from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
 
 from storage._base import StoreError
+from storage._location import StoreLocation
 from storage._models import VERSION_TABLE
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -32,7 +33,10 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x666C7573  # "flus"
 
 
-def alembic_config(url: str | None = None, connection: sa.Connection | None = None) -> Config:
+def alembic_config(
+    url: str | None = None, connection: sa.Connection | None = None, location: StoreLocation | None = None
+) -> Config:
+    """Alembic's configuration; ``location`` is the store, for revisions that move its files (0004)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("path_separator", "os")
@@ -40,6 +44,8 @@ def alembic_config(url: str | None = None, connection: sa.Connection | None = No
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     if connection is not None:
         cfg.attributes["connection"] = connection
+    if location is not None:
+        cfg.attributes["store_location"] = location
     return cfg
 
 
@@ -55,18 +61,19 @@ def current_revision(conn: sa.Connection) -> str | None:
     return heads[0] if heads else None
 
 
-def prepare_schema(conn: sa.Connection, *, readonly: bool, where: str) -> None:
+def prepare_schema(conn: sa.Connection, *, readonly: bool, location: StoreLocation) -> None:
     """Check the revision of ``conn``'s database and upgrade it to head unless ``readonly``.
 
     Args:
         conn: a connection inside a transaction (the upgrade commits with it).
-        where: the store, for messages.
+        location: the store (for messages, and for revisions that move its files).
 
     Raises:
         StoreError: the database is newer than this code, or (read-only) older.
     """
     if conn.dialect.name == "postgresql" and not readonly:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    where = str(location.directory)
     script = ScriptDirectory.from_config(alembic_config())
     current = current_revision(conn)
     head = script.get_current_head()
@@ -79,10 +86,10 @@ def prepare_schema(conn: sa.Connection, *, readonly: bool, where: str) -> None:
         )
     if readonly:
         raise StoreError(
-            f"store {where} has an older schema (revision {current!r}, this flushsweep needs {head!r}); "
-            "run `flushsweep store check` once to upgrade it"
+            f"store {where} has an older schema (revision {current!r}, this flushsweep needs {head!r}) and was "
+            "opened read-only; run `flushsweep store check` once where the store is writable to upgrade it"
         )
-    command.upgrade(alembic_config(connection=conn), "head")
+    command.upgrade(alembic_config(connection=conn, location=location), "head")
 
 
 def _known(script: ScriptDirectory, revision: str) -> bool:

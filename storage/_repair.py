@@ -22,6 +22,7 @@ from storage import _meta as meta
 from storage._base import StoreError
 from storage._files import (
     StoreMarker,
+    holds_results,
     quarantine,
     read_marker,
     remove_file,
@@ -62,14 +63,14 @@ def bind_identity(conn: sa.Connection, location: StoreLocation, *, write: bool) 
             )
         store_id = db_id
     elif marker:
-        if scan_result_files(directory)[0]:
+        if holds_results(directory):
             raise StoreError(
                 f"store directory {directory} holds results recorded in database {marker.db}, not {db}; "
                 f"pass --db {marker.db}"
             )
         store_id = marker.store_id
     else:
-        if scan_result_files(directory)[0]:
+        if holds_results(directory):
             raise StoreError(
                 f"store directory {directory} holds result files but no store marker; pass the --db it was "
                 "written with, or move the files away"

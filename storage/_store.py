@@ -29,6 +29,7 @@ from storage._engine import connect_error, create_store_engine, first_line
 from storage._faults import fault_point
 from storage._files import (
     BATCH_WRITE_OPTIONS,
+    RESULTS_DIR,
     WrittenFile,
     check_sweep_name,
     encode_parquet,
@@ -107,6 +108,13 @@ class ParquetSqlStore(ResultStore):
         return self._location.directory
 
     @property
+    def results_dir(self) -> Path:
+        """The Parquet dataset (Hive-partitioned by sweep): what pandas, Polars, pyarrow or DuckDB
+        open directly. Only files listed in the manifest count; after a crash, the next open
+        for writing removes any others."""
+        return self._location.directory / RESULTS_DIR
+
+    @property
     def db_url(self) -> str:
         """The metadata database URL (with password): Optuna's RDBStorage can share it."""
         return self._location.db_url
@@ -146,14 +154,14 @@ class ParquetSqlStore(ResultStore):
                         f"database {self._location.safe_db_url} holds no flushsweep store yet; run a sweep first "
                         "or pass the right --db / FLUSHSWEEP_DB"
                     )
-                prepare_schema(conn, readonly=True, where=where)
+                prepare_schema(conn, readonly=True, location=self._location)
                 consistency.check_schema_version(conn, where)
                 consistency.bind_identity(conn, self._location, write=False)
                 self._catalogue = meta.catalogue(conn)
             return
         with store_lock(self.store_dir):
             with self._tx() as conn:
-                prepare_schema(conn, readonly=False, where=where)
+                prepare_schema(conn, readonly=False, location=self._location)
                 consistency.check_schema_version(conn, where)
                 consistency.bind_identity(conn, self._location, write=True)
                 fixed = consistency.repair_manifest(conn, self.store_dir)

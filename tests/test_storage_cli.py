@@ -29,7 +29,7 @@ def test_compact_merges_and_reports(capsys, store_args, store_dir):
     args, rows = store_args
     assert cli(["store", "compact", "--target-rows", "1000", *args]) == 0
     assert capsys.readouterr().out.strip() == "merged 8 small file(s): 8 -> 1 result file(s)"
-    assert len(list(store_dir.glob("sweep=sw/*.parquet"))) == 1
+    assert len(list(store_dir.glob("results/sweep=sw/*.parquet"))) == 1
     assert cli(["store", "compact", *args]) == 0
     assert "nothing to compact" in capsys.readouterr().out
     assert cli(["store", "check", *args]) == 0
@@ -46,11 +46,11 @@ def test_compact_one_sweep_leaves_the_others_alone(capsys, store_args, store_dir
         store.add_runs("other", extra)
         for run in extra:
             store.commit_results("other", [result_rows.row(run)])
-    other_before = sorted(p.name for p in store_dir.glob("sweep=other/*.parquet"))
+    other_before = sorted(p.name for p in store_dir.glob("results/sweep=other/*.parquet"))
     assert len(other_before) == 4
     assert cli(["store", "compact", "--sweep", "sw", "--target-rows", "1000", *args]) == 0
-    assert len(list(store_dir.glob("sweep=sw/*.parquet"))) == 1
-    assert sorted(p.name for p in store_dir.glob("sweep=other/*.parquet")) == other_before
+    assert len(list(store_dir.glob("results/sweep=sw/*.parquet"))) == 1
+    assert sorted(p.name for p in store_dir.glob("results/sweep=other/*.parquet")) == other_before
     capsys.readouterr()
     assert cli(["store", "compact", "--sweep", "nope", *args]) == 2
     err = capsys.readouterr().err
@@ -68,12 +68,12 @@ def test_info_describes_the_store(capsys, store_args, store_dir):
 
 def test_check_reports_an_orphan_left_by_an_interrupted_commit(capsys, store_args, store_dir):
     args, _ = store_args
-    stray = store_dir / "sweep=sw" / "part-interrupted.parquet"
+    stray = store_dir / "results" / "sweep=sw" / "part-interrupted.parquet"
     stray.write_bytes(b"PAR1")
     # a read-only look (as while a sweep runs) reports it but cannot know the commit is dead
     with open_store(args[1], args[3], readonly=True) as store:
-        assert store.check() == ["file sweep=sw/part-interrupted.parquet is not in the manifest (an interrupted commit)"]
+        assert store.check() == ["file results/sweep=sw/part-interrupted.parquet is not in the manifest (an interrupted commit)"]
     # opening for writing takes the writer lock, so the file is a true orphan: removed
     assert cli(["store", "check", *args]) == 0
     out = capsys.readouterr().out
-    assert "repaired on open: removed sweep=sw/part-interrupted.parquet" in out and not stray.exists()
+    assert "repaired on open: removed results/sweep=sw/part-interrupted.parquet" in out and not stray.exists()

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,9 +21,8 @@ from hypothesis import strategies as st
 
 from storage import StoreError, open_store
 from storage._location import parse_db_url
+from fault_injection import pause_at, sigkill
 from sweep.cli import main as cli
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -203,7 +200,7 @@ def test_commit_into_unwritable_partition_fails_cleanly(store_dir, sqlite_url, r
         store.add_runs("sw", more)
         store.mark_running([r.run_id for r in more])
         before = _sorted(store.results())
-        with _unwritable(store_dir / "sweep=sw"):
+        with _unwritable(store_dir / "results" / "sweep=sw"):
             with pytest.raises(StoreError) as info:
                 store.commit_results("sw", result_rows.rows(more))
             assert "cannot write result file" in _one_line(info) and "stored results are unchanged" in str(info.value)
@@ -217,7 +214,7 @@ def test_commit_into_unwritable_partition_fails_cleanly(store_dir, sqlite_url, r
 
 
 def _files(store_dir: Path) -> list[Path]:
-    return sorted(store_dir.glob("sweep=*/*.parquet"))
+    return sorted(store_dir.glob("results/sweep=*/*.parquet"))
 
 
 def test_truncated_parquet_file(capsys, store_dir, db_url, result_rows):
@@ -303,7 +300,7 @@ def test_missing_file_sends_its_done_runs_back_to_pending(store_dir, db_url, res
 def test_leftover_temporary_file_is_removed_on_open(store_dir, sqlite_url, result_rows):
     with open_store(store_dir, sqlite_url) as store:
         result_rows.seed(store)
-    tmp = store_dir / "sweep=sw" / ".part-crashed.parquet.tmp"
+    tmp = store_dir / "results" / "sweep=sw" / ".part-crashed.parquet.tmp"
     tmp.write_bytes(b"PAR1 half written")
     with open_store(store_dir, sqlite_url) as store:
         assert not tmp.exists() and store.check() == []
@@ -367,44 +364,6 @@ def test_wrong_store_and_db_pairs_are_refused_without_deleting_anything(tmp_path
 
 # --- a writer killed between the Parquet rename and the SQL commit --------------------------------
 
-_WRITER = r"""
-import json, sys
-from storage import open_store
-mode, store_dir, db, payload = sys.argv[1:5]
-with open_store(store_dir, db) as store:
-    if mode == "commit":
-        store.commit_results("sw", json.load(open(payload)))
-    else:
-        store.compact(target_rows=int(payload))
-print("finished without pausing", flush=True)
-"""
-
-
-def _kill_writer_at(point: str, tmp_path: Path, *args: str) -> dict:
-    """Start a writer that pauses at ``point`` and wait until it is there.
-
-    Returns:
-        The note the writer left (``path`` of the file it wrote, ...) plus ``proc``.
-    """
-    ready = tmp_path / f"ready-{point}.json"
-    env = {**os.environ, "FLUSHSWEEP_FAULT_PAUSE": point, "FLUSHSWEEP_FAULT_READY": str(ready)}
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out, err = proc.communicate()
-            raise AssertionError(f"writer never reached {point} (exit {proc.returncode}): {out} {err}")
-        time.sleep(0.05)
-    return {"proc": proc, **json.loads(ready.read_text())}
-
-
-def _sigkill(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-
-
 def test_writer_killed_between_rename_and_commit(store_dir, db_url, result_rows, tmp_path):
     runs = result_rows.pairs(8)
     first, second = runs[:8], runs[8:]
@@ -417,13 +376,13 @@ def test_writer_killed_between_rename_and_commit(store_dir, db_url, result_rows,
     payload = tmp_path / "rows.json"
     payload.write_text(json.dumps(result_rows.rows(second, node="node-9")))
 
-    note = _kill_writer_at("commit-after-rename", tmp_path, "commit", str(store_dir), db_url, str(payload))
+    note = pause_at("commit-after-rename", tmp_path, "commit", store_dir, db_url, str(payload))
     orphan = store_dir / note["path"]
     assert orphan.exists() and note["rows"] == len(second)  # the file is in place ...
     with open_store(store_dir, db_url, readonly=True) as reader:  # ... but not visible
         assert _sorted(reader.results()) == committed
         assert reader.progress("sw")["done"] == len(first)
-    _sigkill(note["proc"])
+    sigkill(note["proc"])
 
     with open_store(store_dir, db_url) as store:
         assert not orphan.exists()
@@ -444,9 +403,9 @@ def test_compaction_killed_before_its_commit_changes_nothing(store_dir, db_url, 
         result_rows.seed(store)
         before = _sorted(store.results())
     old = _files(store_dir)
-    note = _kill_writer_at("compact-after-rename", tmp_path, "compact", str(store_dir), db_url, "1000")
+    note = pause_at("compact-after-rename", tmp_path, "compact", store_dir, db_url, "1000")
     assert (store_dir / note["path"]).exists() and len(_files(store_dir)) == 3
-    _sigkill(note["proc"])
+    sigkill(note["proc"])
     with open_store(store_dir, db_url) as store:
         assert _files(store_dir) == old
         assert _sorted(store.results()) == before and store.check() == []

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from storage import StoreError, open_store
-from storage._location import parse_db_url
+from storage._location import parse_db_url, resolve_location
 from storage._migrate import alembic_config, head_revision
 from storage._models import VERSION_TABLE, Base, comparable_on
 
@@ -97,8 +97,9 @@ def test_an_old_store_is_upgraded_on_open(store_dir, db_url, result_rows):
         store.add_runs("sw", result_rows.pairs(1, start=30))  # pending runs too
         runs_before = sorted(store.runs(), key=lambda r: r.run_id)
     engine = _engine(db_url)
-    with engine.begin() as conn:
-        command.downgrade(alembic_config(connection=conn), "0001")
+    with engine.begin() as conn:  # the store's location: revision 0004 moves its files back to the root
+        command.downgrade(alembic_config(connection=conn, location=resolve_location(store_dir, db_url)), "0001")
+    assert not (store_dir / "results").exists() and len(list(store_dir.glob("sweep=sw/*.parquet"))) == 2
     with pytest.raises(StoreError, match="older schema.*flushsweep store check"):
         open_store(store_dir, db_url, readonly=True)
     with open_store(store_dir, db_url) as store:

@@ -30,7 +30,7 @@ def test_committed_rows_read_back_identically(seeded_store, result_rows):
 
 def test_results_are_hive_partitioned_one_file_per_batch(seeded_store):
     store, runs = seeded_store
-    files = sorted(store.store_dir.glob("sweep=sw/*.parquet"))
+    files = sorted(store.results_dir.glob("sweep=sw/*.parquet"))
     assert len(files) == 2
     assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == len(runs)
     assert "sweep" not in pq.ParquetFile(files[0]).schema_arrow.names  # the partition lives in the path
@@ -45,7 +45,7 @@ def test_a_run_is_stored_exactly_once(seeded_store, result_rows):
     store, runs = seeded_store
     again = result_rows.rows(runs[:4], real_s=-1.0)
     assert store.commit_results("sw", again) == 0  # already done: dropped
-    assert len(list(store.store_dir.glob("sweep=sw/*.parquet"))) == 2  # no empty file either
+    assert len(list(store.results_dir.glob("sweep=sw/*.parquet"))) == 2  # no empty file either
     got = _by_run(store.results())
     assert len(got) == len(runs) and all(row["real_s"] > 0 for row in got.values())
     # duplicates inside one batch: the first wins
@@ -240,9 +240,9 @@ def test_compact_merges_files_and_keeps_results(seeded_store, result_rows):
     for i in range(0, len(more), 2):
         store.commit_results("sw", result_rows.rows(more[i : i + 2]))
     before = store.results().sort_by("run_id")
-    assert len(list(store.store_dir.glob("sweep=sw/*.parquet"))) == 6
+    assert len(list(store.results_dir.glob("sweep=sw/*.parquet"))) == 6
     assert store.compact(target_rows=100) == 6
-    files = list(store.store_dir.glob("sweep=sw/*.parquet"))
+    files = list(store.results_dir.glob("sweep=sw/*.parquet"))
     assert len(files) == 1
     assert store.results().sort_by("run_id").equals(before.select(store.results().column_names))
     assert {r.result_file for r in store.runs(status="done")} == {str(files[0].relative_to(store.store_dir))}
@@ -278,8 +278,8 @@ def test_compacting_one_sweep_leaves_the_other_sweeps_files_alone(tmp_store, res
         tmp_store.commit_results("b", result_rows.rows(runs[4 + i : 6 + i]))
     before = tmp_store.results().sort_by("run_id")
     assert tmp_store.compact(sweep="a") == 2
-    assert len(list(tmp_store.store_dir.glob("sweep=a/*.parquet"))) == 1
-    assert len(list(tmp_store.store_dir.glob("sweep=b/*.parquet"))) == 2
+    assert len(list(tmp_store.results_dir.glob("sweep=a/*.parquet"))) == 1
+    assert len(list(tmp_store.results_dir.glob("sweep=b/*.parquet"))) == 2
     assert tmp_store.results().sort_by("run_id").equals(before.select(tmp_store.results().column_names))
     assert tmp_store.check() == []
 

@@ -228,7 +228,7 @@ def test_a_finished_sweep_is_compacted_and_reads_the_same(sweep_store: Any) -> N
     """One file per commit while the sweep runs; once nothing is left, one file, same rows."""
     text = f"name: cmp\nbase: {CHEAP}\naxes:\n  seed: {{from: 0, to: 19}}\n"
     _, exp = plan(sweep_store, text)
-    partition = sweep_store.store_dir / "sweep=cmp"
+    partition = sweep_store.results_dir / "sweep=cmp"
     rec = Recorder(after=6, action=lambda: os.kill(os.getpid(), signal.SIGINT))
     options = RunOptions(max_batch=1, commit_rows=1)
     first = execute_sweep(sweep_store, "cmp", InProcessExecutor(batch=rec), options=options)
@@ -250,7 +250,7 @@ def test_a_failed_compaction_only_warns(sweep_store: Any, caplog: Any) -> None:
     plan(sweep_store)
     execute_sweep(sweep_store, "ctl", InProcessExecutor(), options=RunOptions(max_batch=1, commit_rows=1))
     _, bigger = plan(sweep_store, SPEC.replace("vcpus: [2, 4]", "vcpus: [2, 4, 8]"))
-    victim = next((sweep_store.store_dir / "sweep=ctl").glob("*.parquet"))
+    victim = next((sweep_store.results_dir / "sweep=ctl").glob("*.parquet"))
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF  # bit rot, same size: only the checksum notices
     victim.write_bytes(bytes(data))
