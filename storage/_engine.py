@@ -9,6 +9,7 @@ unreachable server fails in seconds, not minutes.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -52,19 +53,26 @@ def create_store_engine(location: StoreLocation, *, readonly: bool) -> Engine:
 
 
 def _readonly_sqlite_creator(path: str) -> Callable[[], sqlite3.Connection]:
-    """Connect normally; if that fails (a WAL database in a directory we cannot write, where
-    SQLite cannot create its shared-memory file), read the file as immutable: nobody can be
-    writing it then, since a writer needs that directory too."""
+    """Read-only (``mode=ro``: SQLite creates no database). If that fails (a WAL database in a
+    directory we cannot write, where SQLite cannot create its shared-memory file), read the
+    file as immutable: nobody can be writing it then, since a writer needs that directory
+    too, unless a write-ahead log holds commits that immutable reading would not see."""
 
     def connect() -> sqlite3.Connection:
         timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+        uri = f"file:{quote(path)}?mode=ro"
         try:
-            conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
             conn.execute("PRAGMA schema_version").fetchone()
             return conn
         except sqlite3.OperationalError:
-            uri = f"file:{quote(path)}?mode=ro&immutable=1"
-            return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+            wal = Path(path + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise sqlite3.OperationalError(
+                    f"{path}-wal holds commits not yet in the database and the directory is read-only; "
+                    "open the store once where it is writable"
+                ) from None
+            return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=timeout, check_same_thread=False)
 
     return connect
 

@@ -219,6 +219,13 @@ def ensure_writable_dir(store_dir: Path) -> None:
         ) from None
 
 
+def is_writable(*paths: Path) -> bool:
+    """Whether every existing path among ``paths`` can be written. ``access(2)`` answers no
+    for a read-only mount or an immutable file even to root, so a caller can choose a
+    read-only open before anything (a lock file, a journal, a migration) is attempted."""
+    return all(os.access(p, os.W_OK) for p in paths if p.exists())
+
+
 # --- the store marker: which database this directory belongs to -------------------
 
 
@@ -298,6 +305,7 @@ __all__ = [
     "check_sweep_name",
     "fsync_dir",
     "holds_results",
+    "is_writable",
     "encode_parquet",
     "ensure_writable_dir",
     "new_result_path",

@@ -393,6 +393,26 @@ def drop_files(conn: sa.Connection, paths: Iterable[str]) -> int:
     return reset
 
 
+def reopen_sweeps(conn: sa.Connection) -> list[str]:
+    """Sweeps marked done whose runs are not all done any more go back to ``interrupted``; returns them.
+
+    A sweep's status follows its runs: after a repair sends done runs back to pending,
+    `flushsweep status` must not say ``done``, and `flushsweep resume` finishes the sweep.
+    """
+    unfinished = sa.exists().where(LINKS.c.sweep == SWEEPS.c.name, RUNS.c.run_id == LINKS.c.run_id, RUNS.c.status != "done")
+    names = list(conn.execute(sa.select(SWEEPS.c.name).where(SWEEPS.c.status == "done", unfinished)).scalars())
+    if names:
+        conn.execute(sa.update(SWEEPS).where(SWEEPS.c.name.in_(names)).values(status="interrupted", updated=utcnow()))
+    return sorted(names)
+
+
+def count_files(conn: sa.Connection, sweep: str | None) -> int:
+    query = sa.select(sa.func.count()).select_from(FILES)
+    if sweep is not None:
+        query = query.where(FILES.c.sweep == sweep)
+    return conn.execute(query).scalar_one()
+
+
 def catalogue(conn: sa.Connection) -> dict[str, str]:
     return dict(conn.execute(sa.select(COLUMNS.c.name, COLUMNS.c.arrow_type).order_by(COLUMNS.c.first_seen)).all())
 

@@ -3,11 +3,14 @@
 - ``bind_identity``: a store directory and a database are tied by a store id, so a
   wrong ``--store``/``--db`` pair is refused instead of "repairing" (deleting) the
   results of another store.
-- ``repair_on_open``: undo a crash between a file's rename and its SQL commit (the
+- ``repair_manifest``: undo a crash between a file's rename and its SQL commit (the
   orphan file is deleted) and requeue runs whose file vanished.
-- ``check_store``: the full audit behind `flushsweep store check` (sizes, checksums,
+- ``audit`` / ``fix``: the full audit behind `flushsweep store check` (sizes, checksums,
   Parquet footers, run/file agreement), optionally repairing: damaged files are moved
   to ``quarantine/`` (kept, never deleted) and their runs go back to pending.
+
+Whenever runs go back to pending, a sweep marked done that asked for them is marked
+interrupted again (``meta.reopen_sweeps``): its status follows its runs.
 """
 
 from __future__ import annotations
@@ -97,11 +100,12 @@ def check_schema_version(conn: sa.Connection, where: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class OpenRepair:
-    """What opening found: manifest entries whose file is gone, and files to delete."""
+    """What opening found: manifest entries whose file is gone, files to delete, sweeps reopened."""
 
     missing: list[str]
     runs_requeued: int
     orphans: list[str]
+    reopened: list[str]
 
 
 def repair_manifest(conn: sa.Connection, directory: Path) -> OpenRepair:
@@ -114,7 +118,8 @@ def repair_manifest(conn: sa.Connection, directory: Path) -> OpenRepair:
     missing = sorted(set(listed) - on_disk)
     requeued = meta.drop_files(conn, missing) if missing else 0
     orphans = sorted((on_disk - set(listed)) | temps)
-    return OpenRepair(missing=missing, runs_requeued=requeued, orphans=orphans)
+    reopened = meta.reopen_sweeps(conn) if requeued else []
+    return OpenRepair(missing=missing, runs_requeued=requeued, orphans=orphans, reopened=reopened)
 
 
 def backfill_schema_hashes(conn: sa.Connection, directory: Path) -> int:
@@ -148,7 +153,12 @@ def describe(repair: OpenRepair) -> list[str]:
             f"{len(repair.missing)} result file(s) missing (e.g. {repair.missing[0]}): "
             f"{repair.runs_requeued} run(s) back to pending"
         )
+    notes += [_reopened(name) for name in repair.reopened]
     return notes
+
+
+def _reopened(sweep: str) -> str:
+    return f"sweep {sweep} is no longer done: status back to interrupted; `flushsweep resume {sweep}` recomputes its runs"
 
 
 # --- the full audit --------------------------------------------------------------------
@@ -217,10 +227,12 @@ def fix(conn: sa.Connection, directory: Path, problems: list[Problem]) -> tuple[
     """
     notes: list[str] = []
     orphans: list[str] = []
+    requeued = 0
     for p in problems:
         if p.damaged_file is not None:
             moved = quarantine(directory, p.damaged_file)
             n = meta.drop_files(conn, [p.damaged_file])
+            requeued += n
             where = f"moved to {moved}, " if moved else ""
             notes.append(f"{p.message}: {where}{n} run(s) back to pending")
         elif p.orphan_file is not None:
@@ -231,9 +243,12 @@ def fix(conn: sa.Connection, directory: Path, problems: list[Problem]) -> tuple[
             n = conn.execute(
                 sa.update(meta.RUNS).where(cond, meta.RUNS.c.status == "done").values(status="pending", result_file=None)
             ).rowcount
+            requeued += n
             notes.append(f"{p.message}: {n} run(s) back to pending")
         else:
             notes.append(f"{p.message}: not repaired automatically; inspect it")
+    if requeued:
+        notes += [_reopened(name) for name in meta.reopen_sweeps(conn)]
     return notes, orphans
 
 

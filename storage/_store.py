@@ -472,6 +472,11 @@ class ParquetSqlStore(ResultStore):
                 removed += compaction.merge_group(self.store_dir, group, self._tx)
         return removed
 
+    def file_count(self, sweep: str | None = None) -> int:
+        """Result files in the manifest (only ``sweep``'s, if given)."""
+        with self._tx() as conn:
+            return meta.count_files(conn, sweep)
+
     def summary(self) -> dict[str, Any]:
         """Where the store is and what it holds, for `flushsweep store info`."""
         with self._tx() as conn:

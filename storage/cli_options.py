@@ -17,8 +17,13 @@ Usage in a command module::
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from storage._location import DB_ENV, DEFAULT_STORE, STORE_ENV
+from sqlalchemy.engine import make_url
+
+from storage._files import is_writable
+from storage._location import DB_ENV, DEFAULT_STORE, STORE_ENV, resolve_location
 from storage._store import ParquetSqlStore, open_store
 
 
@@ -33,10 +38,42 @@ def add_store_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--db",
         metavar="URL",
+        type=db_argument,
         default=None,
         help=f"metadata database URL, sqlite:///FILE or postgresql://USER@HOST/DB; default ${DB_ENV} "
         "or sqlite:///<store>/meta.sqlite",
     )
+
+
+def db_argument(text: str) -> str:
+    """``--db URL`` as given, with a one-line warning on stderr when it carries a password:
+    every user of the machine can read a command line (``ps``), but not another's environment."""
+    if _has_password(text):
+        print(
+            f"flushsweep: warning: the --db URL holds a password, which other users can see in `ps`; "
+            f"put the URL in {DB_ENV} instead",
+            file=sys.stderr,
+        )
+    return text
+
+
+def _has_password(text: str) -> bool:
+    try:
+        url = make_url(text)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported, in one line, when the store opens
+        return False
+    return bool(url.password) or any(key.lower() == "password" for key in url.query)
+
+
+def store_is_writable(args: argparse.Namespace) -> bool:
+    """Whether the store the arguments name can be opened for writing: its directory and, for
+    SQLite, the database file and its directory (read-only mounts and permissions alike)."""
+    location = resolve_location(getattr(args, "store", None), getattr(args, "db", None))
+    paths = [location.directory]
+    if location.is_sqlite and location.url.database:
+        database = Path(location.url.database)
+        paths += [database, database.parent]
+    return is_writable(*paths)
 
 
 def store_from_args(args: argparse.Namespace, *, readonly: bool = False) -> ParquetSqlStore:
@@ -48,4 +85,4 @@ def store_from_args(args: argparse.Namespace, *, readonly: bool = False) -> Parq
     return open_store(getattr(args, "store", None), getattr(args, "db", None), readonly=readonly)
 
 
-__all__ = ["add_store_args", "store_from_args"]
+__all__ = ["add_store_args", "db_argument", "store_from_args", "store_is_writable"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storage import open_store
 from sweep.cli import main as cli
@@ -49,9 +51,13 @@ def test_compact_one_sweep_leaves_the_others_alone(capsys, store_args, store_dir
     other_before = sorted(p.name for p in store_dir.glob("results/sweep=other/*.parquet"))
     assert len(other_before) == 4
     assert cli(["store", "compact", "--sweep", "sw", "--target-rows", "1000", *args]) == 0
+    assert capsys.readouterr().out.strip() == "merged 8 small file(s) of sweep sw: 8 -> 1 result file(s)"  # its files
     assert len(list(store_dir.glob("results/sweep=sw/*.parquet"))) == 1
     assert sorted(p.name for p in store_dir.glob("results/sweep=other/*.parquet")) == other_before
-    capsys.readouterr()
+    assert cli(["store", "compact", "--sweep", "sw", *args]) == 0
+    assert capsys.readouterr().out.strip() == "nothing to compact: 1 result file(s) of sweep sw"
+    assert cli(["store", "compact", *args]) == 0  # the whole store: sw's one file and other's four
+    assert capsys.readouterr().out.strip() == "merged 4 small file(s): 5 -> 2 result file(s)"
     assert cli(["store", "compact", "--sweep", "nope", *args]) == 2
     err = capsys.readouterr().err
     assert "--sweep" in err and "'nope'" in err and "other" in err
@@ -77,3 +83,82 @@ def test_check_reports_an_orphan_left_by_an_interrupted_commit(capsys, store_arg
     assert cli(["store", "check", *args]) == 0
     out = capsys.readouterr().out
     assert "repaired on open: removed results/sweep=sw/part-interrupted.parquet" in out and not stray.exists()
+
+
+def _status_rows(capsys, args) -> dict[str, dict[str, str]]:
+    assert cli(["status", *args]) == 0
+    header, _rule, *lines = [ln.split() for ln in capsys.readouterr().out.strip().splitlines()]
+    return {line[0]: dict(zip(header, line)) for line in lines}  # the last column (created) has a space
+
+
+def test_status_follows_the_runs_after_a_repair(capsys, store_args, store_dir, db_url):
+    args, rows = store_args
+    with open_store(store_dir, db_url) as store:
+        store.set_sweep_status("sw", "done")
+        victim = store.results_dir / store.runs("sw", status="done")[0].result_file.removeprefix("results/")
+        lost = len([r for r in store.runs("sw") if r.result_file == store.runs("sw", status="done")[0].result_file])
+    capsys.readouterr()
+    assert _status_rows(capsys, args)["sw"]["status"] == "done"
+    victim.write_bytes(victim.read_bytes()[:100])  # damaged: `store check --repair` requeues its runs
+
+    assert cli(["store", "check", "--repair", *args]) == 0
+    out = capsys.readouterr().out
+    assert f"{lost} run(s) back to pending" in out
+    assert "sweep sw is no longer done: status back to interrupted; `flushsweep resume sw`" in out
+    row = _status_rows(capsys, args)["sw"]
+    assert row["status"] == "interrupted" and row["pending"] == str(lost) and row["done"] == str(rows - lost)
+    with open_store(store_dir, db_url, readonly=True) as store:
+        assert store.find_sweep("sw").status == "interrupted"
+
+
+def test_status_follows_the_runs_when_opening_finds_a_file_gone(capsys, store_args, store_dir, db_url):
+    args, rows = store_args
+    with open_store(store_dir, db_url) as store:
+        store.set_sweep_status("sw", "done")
+        rel = store.runs("sw", status="done")[0].result_file
+    (store_dir / rel).unlink()
+    with open_store(store_dir, db_url) as store:
+        assert any("sweep sw is no longer done" in note for note in store.repairs)
+        assert store.find_sweep("sw").status == "interrupted"
+        assert store.progress("sw")["pending"] > 0
+
+
+@pytest.mark.parametrize("url, warned", [
+    ("postgresql://alice:s3cret@127.0.0.1:1/test", True),
+    ("postgresql://alice@127.0.0.1:1/test?password=s3cret", True),
+    ("postgresql://alice@127.0.0.1:1/test", False),
+])
+def test_a_password_on_the_command_line_is_warned_about_never_shown(capsys, store_dir, url, warned):
+    assert cli(["store", "info", "--store", str(store_dir), "--db", url]) == 2  # nothing listens on port 1
+    err = capsys.readouterr().err.splitlines()
+    warnings = [ln for ln in err if "warning" in ln]
+    assert len(warnings) == int(warned) and "s3cret" not in "\n".join(err)
+    if warned:
+        assert "ps" in warnings[0] and "FLUSHSWEEP_DB" in warnings[0]
+
+
+def test_a_password_in_the_environment_is_not_warned_about(capsys, store_dir, monkeypatch):
+    monkeypatch.setenv("FLUSHSWEEP_DB", "postgresql://alice:s3cret@127.0.0.1:1/test")
+    store_dir.mkdir()
+    assert cli(["store", "info", "--store", str(store_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "warning" not in err and "s3cret" not in err and "***" in err
+
+
+@settings(max_examples=100, deadline=None)
+@given(user=st.text(min_size=1, max_size=12), password=st.text(max_size=12))
+def test_property_the_warning_depends_on_the_password_and_never_shows_it(user, password):
+    import contextlib
+    import io
+    from urllib.parse import quote
+
+    from storage.cli_options import db_argument
+
+    text = f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@db.example:5432/fs"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert db_argument(text) == text  # the URL itself goes on unchanged
+    assert bool(err.getvalue()) == bool(password)
+    assert err.getvalue().count("\n") == int(bool(password))
+    if len(password) >= 4:
+        assert password not in err.getvalue() and quote(password, safe="") not in err.getvalue()

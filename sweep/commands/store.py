@@ -3,15 +3,18 @@
 ``check`` verifies every result file against the manifest (size, SHA-256 checksum,
 Parquet footer, runs pointing at it) and reports problems; ``--repair`` moves damaged
 files to ``<store>/quarantine/`` (kept, never deleted) and sends their runs back to
-pending, so `flushsweep resume` recomputes them. ``compact`` merges each sweep's small
-files into large ones, atomically: a crash midway leaves the results as they were.
+pending, so `flushsweep resume` recomputes them. On a store it may write, ``check``
+first opens it as every writer does (upgrading it and removing what a crashed commit
+left); on a read-only one (a snapshot, a read-only mount) it only reads. ``compact``
+merges each sweep's small files into large ones, atomically: a crash midway leaves
+the results as they were.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from storage.cli_options import add_store_args, store_from_args
+from storage.cli_options import add_store_args, store_from_args, store_is_writable
 from sweep.cli import UsageError
 
 
@@ -38,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    with store_from_args(args) as store:
+    # Without --repair, a store we cannot write is only read: no lock file, journal or migration.
+    readonly = not args.repair and not store_is_writable(args)
+    with store_from_args(args, readonly=readonly) as store:
         for note in store.repairs:
             print(f"repaired on open: {note}")
         problems = store.check(repair=args.repair)
@@ -63,13 +68,14 @@ def run_compact(args: argparse.Namespace) -> int:
         if args.sweep is not None and store.find_sweep(args.sweep) is None:
             known = ", ".join(s.name for s in store.sweeps()) or "none"
             raise UsageError(f"--sweep: no sweep named {args.sweep!r} in this store; known sweeps: {known}")
-        before = store.summary()["files"]
+        before = store.file_count(args.sweep)  # the files this command can touch: that sweep's, or all
         removed = store.compact(target_rows=args.target_rows, sweep=args.sweep)
-        after = store.summary()["files"]
+        after = store.file_count(args.sweep)
+    of = f" of sweep {args.sweep}" if args.sweep is not None else ""
     if removed == 0:
-        print(f"nothing to compact: {before} result file(s)")
+        print(f"nothing to compact: {before} result file(s){of}")
     else:
-        print(f"merged {removed} small file(s): {before} -> {after} result file(s)")
+        print(f"merged {removed} small file(s){of}: {before} -> {after} result file(s)")
     return 0
 
 
