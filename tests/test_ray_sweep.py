@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -60,6 +61,25 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def process_identity(pid: int) -> tuple[str, str] | None:
+    """(start time, state) of a process from /proc, so a reused pid is not mistaken for it; None when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[19], fields[0]
+
+
+def survivors(started: dict[int, str]) -> list[str]:
+    """The processes of ``started`` (pid -> start time) that still run (zombies do not count), by command line."""
+    left = []
+    for pid, start in started.items():
+        now = process_identity(pid)
+        if now is not None and now[0] == start and now[1] != "Z":
+            left.append(f"{pid} {cmdline(pid)[:80]}")
+    return left
+
+
 def stop_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     """Signal the session the test started (the process and everything in its group)."""
     try:
@@ -100,6 +120,7 @@ def test_killed_worker_process_has_its_tasks_retried(sweep_store: Any) -> None:
 
 
 def test_sigkilled_driver_then_resume_stores_every_run_exactly_once(tmp_path: Path) -> None:
+    """And the embedded Ray the driver started ends with it: GCS, raylet, agents, workers, within seconds."""
     from storage import open_store
 
     # enough runs that the driver cannot finish between "8 stored" and the SIGKILL, on a fast machine too
@@ -117,8 +138,16 @@ def test_sigkilled_driver_then_resume_stores_every_run_exactly_once(tmp_path: Pa
                 return False
 
         wait_until(some_done, timeout=180, interval=0.3, what="8 runs stored")
-        os.kill(driver.pid, signal.SIGKILL)  # the driver only: its embedded Ray notices and exits
+        ray_processes = {pid: process_identity(pid)[0] for pid in descendants(driver.pid) if process_identity(pid)}
+        names = " ".join(cmdline(pid) for pid in ray_processes)
+        assert "raylet" in names and "ray::DashboardAgent" in names and "ray::RuntimeEnvAgent" in names, names
+        os.kill(driver.pid, signal.SIGKILL)  # the driver only: its embedded Ray must end too
         driver.wait(timeout=30)
+        # Ray alone leaves its agents a minute (they retry reporting to the dead GCS); the watchdog ends them.
+        try:
+            wait_until(lambda: not survivors(ray_processes), timeout=15, interval=0.25, what="the embedded Ray to end")
+        except AssertionError:
+            raise AssertionError(f"outlived the SIGKILLed driver by 15 s: {survivors(ray_processes)}") from None
     finally:
         time.sleep(3)
         stop_group(driver)  # whatever the driver started and is still around
@@ -244,6 +273,62 @@ def test_sweep_on_a_two_node_loopback_cluster_uses_both_nodes(tmp_path: Path) ->
             except subprocess.TimeoutExpired:
                 pass
             stop_group(proc)  # the session the test started, whatever is left of it
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_joining_a_token_auth_cluster_without_its_token_fails_fast_naming_the_fix(tmp_path: Path) -> None:
+    """A head with RAY_AUTH_MODE=token on loopback; clients without the mode, with a wrong token and
+    with none get one line naming RAY_AUTH_MODE=token / RAY_AUTH_TOKEN in seconds (Ray alone: 20 s of
+    gRPC errors, then "Failed to connect"); the right token joins."""
+    ray_bin = str(REPO / ".venv" / "bin" / "ray")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    token = os.urandom(16).hex()
+    home = tmp_path / "home"
+    home.mkdir()  # no ~/.ray/auth_token: a client has only the token its environment gives it
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    base.update(PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0", HOME=str(home))
+    head_env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    ray_tmp = tempfile.mkdtemp(prefix="fsauth", dir="/tmp")  # short: Ray's unix socket paths must stay < 108 bytes
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+         "--include-dashboard", "false", "--object-store-memory", str(100 * 1024 * 1024), "--temp-dir", ray_tmp, "--block"],
+        env=head_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_until(lambda: _ray_answers(address, head_env), timeout=90, interval=1, what="the token-auth head")
+        spec = write_spec(tmp_path / "auth.yaml", f"name: auth\nbase: {MEDIUM}\naxes:\n  seed: [0, 1]\n")
+        refused = {
+            "no RAY_AUTH_MODE": (base, "uses token authentication; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN="),
+            "a wrong token": ({**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 32}, "set RAY_AUTH_TOKEN="),
+            "no token": ({**base, "RAY_AUTH_MODE": "token"}, "set RAY_AUTH_TOKEN="),
+        }
+        for case, (env, fix) in refused.items():
+            started = time.monotonic()
+            result = subprocess.run(
+                [sys.executable, "-m", "sweep", "run", str(spec), "--address", address, "--store", str(tmp_path / "store"),
+                 "--progress", "none"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+            )
+            took = time.monotonic() - started
+            *before, error = result.stderr.strip().splitlines()  # the plan's line, then the error
+            assert result.returncode == 2, (case, result.stderr)
+            assert error.startswith(f"flushsweep run: error: --address: could not join the Ray cluster at {address}: ")
+            assert fix in error and token not in result.stderr, (case, error)
+            assert before == ["auth: 2 runs from 2 combinations"], (case, before)  # no gRPC errors
+            assert took < 12, f"{case}: took {took:.1f} s"
+        joined = subprocess.run(
+            [sys.executable, "-c", f"from sweep._ray import RayExecutor; print(RayExecutor(address={address!r}).describe())"],
+            cwd=REPO, env={**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, capture_output=True, text=True,
+            timeout=120,
+        )
+        assert joined.returncode == 0 and f"cluster {address}, 1 workers, 1 node(s)" in joined.stdout, joined.stderr
+    finally:
+        stop_group(head, signal.SIGTERM)
+        try:
+            head.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_group(head)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
