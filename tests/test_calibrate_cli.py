@@ -176,4 +176,4 @@ def test_help_and_an_unknown_constant_list_every_constant_with_its_literature_va
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert "'bogus_ns' is not a cost constant" in line
-    assert all(f"{n} {literature.cost(n):g}" in line for n in cost_names())
+    assert all(f"{n} {literature.cost(n):.10g}" in line for n in cost_names())

@@ -133,7 +133,7 @@ class SearchSpace:
 
 def known_constants(profile: CostProfile) -> str:
     """Every cost constant and its value in ``profile``, on one line (for an error message)."""
-    return ", ".join(f"{n} {profile.cost(n):g}" for n in cost_names())
+    return ", ".join(f"{n} {profile.cost(n):.10g}" for n in cost_names())
 
 
 def constants_help(profile: CostProfile, comments: Mapping[str, str]) -> str:
@@ -146,7 +146,7 @@ def constants_help(profile: CostProfile, comments: Mapping[str, str]) -> str:
     lines = [f"cost constants for --fit and --bound (value in profile {profile.name!r}, ns; its source):"]
     for n in cost_names():
         note = comments.get(n, "")
-        lines.append(f"  {n.ljust(width)}  {profile.cost(n):>10g}  {note}".rstrip())
+        lines.append(f"  {n.ljust(width)}  {profile.cost(n):>12.10g}  {note}".rstrip())
     return "\n".join(lines) + "\n"
 
 
