@@ -207,6 +207,36 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], catalogue: Mapping[str, str])
     """
     import pyarrow as pa
 
+    names, arrays, new = _typed_columns(rows, catalogue)
+    names.append("schema_version")
+    arrays.append(pa.repeat(pa.scalar(RESULTS_SCHEMA_VERSION, pa.int64()), len(rows)))
+    if "schema_version" not in catalogue:
+        new["schema_version"] = "int64"
+    return EncodedBatch(table=pa.Table.from_arrays(arrays, names=names), new_columns=new)
+
+
+def rows_table(rows: Sequence[Mapping[str, Any]]) -> "pa.Table":
+    """Result rows as one Arrow table (bool, int64, float64 or string columns, ``run_id`` first), as
+    ``commit_results`` takes it: the only dict -> Arrow conversion of the project (a Ray worker packs
+    its batch's rows with it, so it must stay importable without SQL or DuckDB).
+
+    A column None in every row is left out (the store reads it as NULL). Storage's own columns
+    (``sweep``, ``schema_version``) are dropped: the store writes them.
+
+    Raises:
+        StoreError: the rows do not make such a table: a value that is not a flat scalar, a column
+            mixing types, an int beyond 64 bits, no ``run_id``; one line naming the column.
+    """
+    import pyarrow as pa
+
+    if not rows:
+        raise StoreError("no result rows to encode; pass at least one row")
+    names, arrays, _ = _typed_columns(rows, {})
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _typed_columns(rows: Sequence[Mapping[str, Any]], catalogue: Mapping[str, str]) -> tuple[list[str], list[Any], dict[str, str]]:
+    """Rows as typed columns (``run_id`` first): names, arrays, and the columns new to ``catalogue``."""
     keys = [k for k in rows[0] if k not in RESERVED_COLUMNS]
     columns = _transpose(rows, keys)
     if columns is None:  # rows differ in their keys: slow path
@@ -220,7 +250,7 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], catalogue: Mapping[str, str])
     order = sorted(range(len(keys)), key=lambda i: keys[i] != "run_id")  # run_id first, else as given
     lower = {name.lower(): name for name in catalogue}
     names: list[str] = []
-    arrays: list[pa.Array] = []
+    arrays: list[Any] = []
     new: dict[str, str] = {}
     for i in order:
         name, values = keys[i], columns[i]
@@ -237,11 +267,7 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], catalogue: Mapping[str, str])
         arrays.append(array)
     if arrays[0].null_count:
         raise StoreError("a result row has run_id None; every row needs its run's content hash")
-    names.append("schema_version")
-    arrays.append(pa.repeat(pa.scalar(RESULTS_SCHEMA_VERSION, pa.int64()), len(rows)))
-    if "schema_version" not in catalogue:
-        new["schema_version"] = "int64"
-    return EncodedBatch(table=pa.Table.from_arrays(arrays, names=names), new_columns=new)
+    return names, arrays, new
 
 
 def _transpose(rows: Sequence[Mapping[str, Any]], keys: list[str]) -> list[tuple[Any, ...]] | None:
@@ -296,8 +322,14 @@ def _bad_values(name: str, values: Sequence[Any], known: str | None) -> str:
             break
     else:
         example = next((v for v in values if v is not None), None)
-    shown = repr(example)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    shown = _shown(example)
+    kinds = list(dict.fromkeys(type(v) for v in values if v is not None))
+    if known is None and len(kinds) > 1 and all(k in (bool, int, float, str) for k in kinds):
+        first = [_shown(next(v for v in values if type(v) is k)) for k in kinds]
+        return (
+            f"result column {name!r} mixes {' and '.join(k.__name__ for k in kinds)} values ({', '.join(first)}); "
+            "result rows hold flat scalars (bool, int within 64 bits, float, str) of one type per column"
+        )
     if known is None:
         return (
             f"result column {name!r} has value {shown} ({type(example).__name__}); result rows hold flat scalars "
@@ -307,6 +339,11 @@ def _bad_values(name: str, values: Sequence[Any], known: str | None) -> str:
         f"result column {name!r} holds {known} values in this store, got {shown} ({type(example).__name__}); "
         "keep each column's type stable or use a new column name"
     )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_new_name(name: Any, lower: Mapping[str, str]) -> None:
@@ -330,5 +367,6 @@ __all__ = [
     "encode_rows",
     "encode_table",
     "incoming",
+    "rows_table",
     "simple_type",
 ]

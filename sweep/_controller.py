@@ -8,22 +8,30 @@ buffer, and those runs are computed again on resume (never stored twice: the
 store drops a row for a run that is already done). Results arrive as one Arrow
 table per task (packed by the worker) and are committed as one concatenated table,
 so the driver never converts rows itself.
+
+``Controller`` is what the sweep's controller shares with the search's
+(``sweep.search.SearchController``): the stop request and the cancel check, the run
+loop that always leaves the store consistent, and the order of the shutdown; both
+move runs through one ``RunPipeline`` (submit, collect, commit, record failures).
 """
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
-from sweep._executor import Completion, Executor
+from sweep._executor import Executor
+from sweep._pipeline import Failure, RunPipeline
 from sweep._progress import Progress, ProgressState
-from sweep._task import RunOutcome, RunTask, rows_table
+from sweep._task import RunOutcome, RunTask
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    from storage import ResultStore
 
 RunState = Literal["queued", "in_flight", "buffered", "done", "failed"]
 StopReason = Literal["interrupted", "cancelled", "failed"]
@@ -76,20 +84,6 @@ class RunOptions:
 class _Run:
     task: RunTask
     state: RunState = "queued"
-    attempts: int = 0
-    last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    run_id: str
-    attempts: int
-    error: str  # the traceback of the last attempt
-
-    @property
-    def summary(self) -> str:
-        lines = [ln for ln in self.error.strip().splitlines() if ln.strip()]
-        return lines[-1] if lines else "unknown error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +107,144 @@ class SweepReport:
         return self.remaining == 0 and self.failed == 0
 
 
-class SweepController:
+class TransitionError(RuntimeError):
+    """A run or trial was moved between two states that do not follow each other.
+
+    A bug in a controller, never bad input: raised (not asserted, so it holds under
+    ``python -O``) with the run or trial and the transition, before any state changes.
+    """
+
+    def __init__(self, what: str, name: object, old: str, new: str) -> None:
+        self.what, self.name, self.old, self.new = what, name, old, new
+        super().__init__(f"{what} {name}: {old} -> {new} is not a valid transition")
+
+
+class Controller(abc.ABC):
+    """What a sweep's and a search's controller share.
+
+    A stop (``request_stop``, or ``flushsweep cancel`` seen in the store) ends the
+    session: in-flight work is dropped, what finished is committed, unfinished runs go
+    back to pending and the sweep record is marked. ``run`` does that whatever
+    happens, so the store is left consistent after an error or Ctrl-C too.
+
+    Subclasses implement ``step`` (one round of named phases), ``finished``, ``state``,
+    ``report`` and ``_commit``, and hook into the shutdown.
+    """
+
+    def __init__(
+        self, *, store: "ResultStore", sweep: str, pipeline: RunPipeline, fail_fast: bool, cancel_check_s: float,
+        progress: Progress | None, clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.sweep = sweep
+        self.pipeline = pipeline
+        self.progress = progress
+        self._fail_fast = fail_fast
+        self._cancel_check_s = cancel_check_s
+        self._clock = clock
+        self._stop: StopReason | None = None
+        self._start = clock()
+        self._last_cancel_check = clock()
+
+    # --- public -----------------------------------------------------------------
+    def request_stop(self, reason: StopReason = "interrupted") -> None:
+        """Stop submitting; in-flight work is dropped and the sweep is marked ``reason``. Safe from a signal handler."""
+        if self._stop is None:
+            self._stop = reason
+
+    @abc.abstractmethod
+    def finished(self) -> bool:
+        """Whether the session is over (a stop request ends it at once)."""
+
+    @abc.abstractmethod
+    def step(self) -> None:
+        """One round of the controller's phases."""
+
+    @abc.abstractmethod
+    def state(self) -> ProgressState: ...
+
+    @abc.abstractmethod
+    def report(self) -> Any: ...
+
+    def run(self) -> Any:
+        """Step until ``finished``; always leaves the store consistent; returns the report.
+
+        Raises:
+            Whatever a step raised (e.g. StoreError), after the shutdown (the sweep marked interrupted).
+        """
+        try:
+            self._begin()
+            while not self.finished():
+                self.step()
+        except KeyboardInterrupt:  # no signal handler installed: treat Ctrl-C as a stop request
+            self.request_stop("interrupted")
+        except BaseException:
+            self.request_stop("interrupted")
+            with contextlib.suppress(Exception):  # the store may be what failed; the original error is the one to report
+                self._shutdown()
+            raise
+        self._shutdown()
+        return self.report()
+
+    # --- shared phases ----------------------------------------------------------
+    def _check_stop(self) -> None:
+        now = self._clock()
+        if self._stop is None and now - self._last_cancel_check >= self._cancel_check_s:
+            self._last_cancel_check = now
+            record = self.store.find_sweep(self.sweep)
+            if record is not None and record.status == "cancelled":
+                self.request_stop("cancelled")
+
+    def _failed_for_good(self, failures: Sequence[Failure]) -> None:
+        if failures and self._fail_fast:
+            self.request_stop("failed")
+
+    def _show(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.state())
+
+    def _shutdown(self) -> None:
+        """Drop in-flight work, commit what finished, hand unfinished runs back, mark the sweep."""
+        self._dropped(self.pipeline.cancel())
+        self._wind_down()
+        self._commit(force=True)
+        self._after_commit()
+        self.pipeline.mark()
+        if self._unfinished():
+            self.store.requeue(self.sweep)  # running -> pending: the next session computes them
+        if self._stop != "cancelled":  # a cancelled sweep stays as `flushsweep cancel` left it
+            self.store.set_sweep_status(self.sweep, self._final_status())
+        self.pipeline.close()
+        if self.progress is not None:
+            self.progress.update(self.state(), force=True)
+            self.progress.close()
+
+    # --- hooks ------------------------------------------------------------------
+    def _begin(self) -> None:
+        """Before the first step."""
+
+    @abc.abstractmethod
+    def _commit(self, *, force: bool) -> None:
+        """Commit buffered results (``force``: whether or not a commit is due)."""
+
+    def _dropped(self, tasks: list[RunTask]) -> None:
+        """The shutdown gave up on these runs in flight."""
+
+    def _wind_down(self) -> None:
+        """At shutdown, after in-flight work is dropped and before the last commit."""
+
+    def _after_commit(self) -> None:
+        """At shutdown, after the last commit."""
+
+    def _unfinished(self) -> bool:
+        """Whether runs of this session are left to compute (they are handed back as pending)."""
+        return False
+
+    def _final_status(self) -> str:
+        return self._stop or "done"
+
+
+class SweepController(Controller):
     """Runs a sweep's pending runs on an executor and commits their results to the store.
 
     Args:
@@ -129,7 +260,7 @@ class SweepController:
     def __init__(
         self,
         *,
-        store: Any,
+        store: "ResultStore",
         sweep: str,
         executor: Executor,
         tasks: Sequence[RunTask],
@@ -138,66 +269,32 @@ class SweepController:
         progress: Progress | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store = store
-        self.sweep = sweep
+        pipeline = RunPipeline(
+            store=store, sweep=sweep, executor=executor, max_attempts=options.max_attempts, commit_rows=options.commit_rows,
+            commit_interval_s=options.commit_interval_s, mark_interval_s=options.mark_interval_s, clock=clock,
+        )
+        super().__init__(store=store, sweep=sweep, pipeline=pipeline, fail_fast=options.fail_fast,
+                         cancel_check_s=options.cancel_check_s, progress=progress, clock=clock)
         self.executor = executor
         self.options = options
-        self.progress = progress
-        self._clock = clock
         self._runs = {t.run_id: _Run(t) for t in tasks}
         self._by_state: dict[RunState, set[str]] = {s: set() for s in _TRANSITIONS}
         self._by_state["queued"] = set(self._runs)
         self._queue: deque[str] = deque(self._runs)
-        self._tickets: dict[int, list[str]] = {}
-        self._buffer: list[dict[str, Any]] = []  # rows that came back as dicts
-        self._tables: list[tuple[list[str], "pa.Table"]] = []  # (run ids, rows) of each packed task
-        self._buffered = 0
-        self._buffer_since: float | None = None
-        self._unmarked: list[str] = []
-        self._last_mark = -math.inf
+        self._failures: dict[str, Failure] = {}
         self._skipped = skipped
         self._retried = 0
         self._run_time = 0.0
         self._per_run_s: float | None = None
-        self._stop: StopReason | None = None
-        self._last_cancel_check = clock()
-        self._start = clock()
         if progress is not None:
             progress.restart()
 
     # --- public -----------------------------------------------------------------
-    def request_stop(self, reason: StopReason = "interrupted") -> None:
-        """Stop submitting; in-flight work is dropped and the sweep is marked ``reason``. Safe from a signal handler."""
-        if self._stop is None:
-            self._stop = reason
-
-    @property
     def finished(self) -> bool:
         """A stop request ends the session at once (in-flight work is dropped); otherwise run out the queue."""
         if self._stop is not None:
             return True
-        return not self._by_state["queued"] and not self._tickets and not self._buffered
-
-    def run(self) -> SweepReport:
-        """Step until every run is done or failed, or a stop is requested; always leaves the store consistent.
-
-        Raises:
-            Whatever a step raised (e.g. StoreError), after marking the sweep interrupted.
-        """
-        try:
-            while not self.finished:
-                self.step()
-        except KeyboardInterrupt:  # no signal handler installed: treat Ctrl-C as a stop request
-            self.request_stop("interrupted")
-        except BaseException:
-            self.request_stop("interrupted")
-            try:
-                self._shutdown()
-            except Exception:  # the store may be what failed; the original error is the one to report
-                pass
-            raise
-        self._shutdown()
-        return self.report()
+        return not self._by_state["queued"] and not self.pipeline.in_flight and not self._by_state["buffered"]
 
     def step(self) -> None:
         """One round: look for a stop, fill the pipeline, take what finished, commit if due, show progress."""
@@ -205,14 +302,15 @@ class SweepController:
         if self._stop is None:
             self._submit()
         self._collect()
-        self._commit(force=self._stop is not None or not self._tickets)
+        self._commit(force=self._stop is not None or not self.pipeline.in_flight)
         self._show()
 
     def state(self) -> ProgressState:
+        """Where the session is; a run counts as done once computed (its row is committed with others soon after)."""
         return ProgressState(
             total=len(self._runs) + self._skipped,
             skipped=self._skipped,
-            done=len(self._by_state["done"]),
+            done=len(self._by_state["done"]) + len(self._by_state["buffered"]),
             failed=len(self._by_state["failed"]),
             retried=self._retried,
             in_flight=len(self._by_state["in_flight"]),
@@ -220,11 +318,7 @@ class SweepController:
 
     def report(self) -> SweepReport:
         st = self.state()
-        failures = tuple(
-            Failure(rid, self._runs[rid].attempts, self._runs[rid].last_error or "")
-            for rid in self._runs
-            if rid in self._by_state["failed"]
-        )
+        failures = tuple(self._failures[rid] for rid in self._runs if rid in self._failures)
         return SweepReport(
             sweep=self.sweep, status=self._final_status(), total=st.total, skipped=st.skipped, done=st.done,
             failed=st.failed, remaining=st.remaining, retried=st.retried, elapsed_s=self._clock() - self._start,
@@ -232,131 +326,58 @@ class SweepController:
         )
 
     # --- phases -----------------------------------------------------------------
-    def _check_stop(self) -> None:
-        now = self._clock()
-        if self._stop is None and now - self._last_cancel_check >= self.options.cancel_check_s:
-            self._last_cancel_check = now
-            record = self.store.find_sweep(self.sweep)
-            if record is not None and record.status == "cancelled":
-                self.request_stop("cancelled")
-
     def _submit(self) -> None:
         limit = self.options.max_in_flight or 2 * self.executor.workers
         batches: list[list[str]] = []
-        while self._queue and len(self._tickets) + len(batches) < limit:
+        while self._queue and self.pipeline.in_flight + len(batches) < limit:
             size = self._batch_size()
             batches.append([self._queue.popleft() for _ in range(min(size, len(self._queue)))])
-        if not batches:
-            return
-        self._unmarked.extend(rid for batch in batches for rid in batch)
-        if self._clock() - self._last_mark >= self.options.mark_interval_s:
-            self._mark_running()
         for batch in batches:
             for rid in batch:
                 self._set_state(rid, "in_flight")
-                self._runs[rid].attempts += 1
-            ticket = self.executor.submit([self._runs[rid].task for rid in batch])
-            self._tickets[ticket] = batch
+        self.pipeline.submit([[self._runs[rid].task for rid in batch] for batch in batches])
 
     def _collect(self) -> None:
-        timeout = self.options.poll_s if self._tickets else 0.0
-        for completion in self.executor.wait(timeout):
-            self._on_completion(completion)
+        got = self.pipeline.collect(self.options.poll_s if self.pipeline.in_flight else 0.0)
+        for outcome in got.done:
+            self._on_success(outcome)
+        for task in got.retry:
+            self._retried += 1
+            self._set_state(task.run_id, "queued")
+            self._queue.append(task.run_id)
+        for failure in got.failed:
+            self._failures[failure.run_id] = failure
+            self._set_state(failure.run_id, "failed")
+        self._failed_for_good(got.failed)
 
     def _commit(self, *, force: bool) -> None:
-        if not self._buffered:
-            return
-        due = (
-            force
-            or self._buffered >= self.options.commit_rows
-            or (self._buffer_since is not None and self._clock() - self._buffer_since >= self.options.commit_interval_s)
-        )
-        if not due:
-            return
-        parts: list[tuple[list[str], Any]] = self._tables
-        if self._buffer:  # single-run tasks, or rows a worker could not pack
-            ids = [row.get("run_id") for row in self._buffer]
-            table = rows_table(self._buffer, ids)
-            parts.append((ids, self._buffer if table is None else table))
-        self._buffer, self._tables, self._buffered, self._buffer_since = [], [], 0, None
-        self._mark_running()  # first, so a run's attempt is counted before it is done
-        tables = [part for _, part in parts if not isinstance(part, list)]
-        if len(tables) == len(parts):
-            combined = _concat(tables)
-            if combined is not None:
-                parts = [([rid for ids, _ in parts for rid in ids], combined)]
-        for ids, part in parts:  # one commit, or one per part when they do not combine (the store names the column)
-            self.store.commit_results(self.sweep, part)
-            for rid in ids:
-                self._set_state(rid, "done")
-
-    def _show(self) -> None:
-        if self.progress is not None:
-            self.progress.update(self.state())
+        for rid in self.pipeline.commit(force=force):
+            self._set_state(rid, "done")
 
     # --- events -----------------------------------------------------------------
-    def _on_completion(self, completion: Completion) -> None:
-        batch = self._tickets.pop(completion.ticket, None)
-        if batch is None:  # a ticket cancelled earlier that came back anyway
-            return
-        if completion.outcomes is None:
-            for rid in batch:
-                self._on_failure(rid, f"task lost: {completion.error}", node=None)
-            return
-        returned = {o.run_id: o for o in completion.outcomes}
-        packed: list[str] = []
-        for rid in batch:
-            outcome = returned.get(rid)
-            if outcome is None:
-                self._on_failure(rid, "the worker returned no outcome for this run", node=None)
-            elif outcome.ok and outcome.row is None and completion.table is None:
-                self._on_failure(rid, "the worker returned neither a result row nor a table for this run", node=outcome.node)
-            elif outcome.ok:
-                self._on_success(outcome)
-                if outcome.row is None:
-                    packed.append(rid)
-            else:
-                self._on_failure(rid, outcome.error or "", node=outcome.node)
-        if packed and completion.table is not None:
-            self._tables.append((packed, completion.table))
-            self._buffered += len(packed)
-
     def _on_success(self, outcome: RunOutcome) -> None:
         self._run_time += outcome.wall_s
         self._per_run_s = outcome.wall_s if self._per_run_s is None else 0.8 * self._per_run_s + 0.2 * outcome.wall_s
         self._set_state(outcome.run_id, "buffered")
-        if outcome.row is not None:  # otherwise the row is in its task's table
-            self._buffer.append(outcome.row)
-            self._buffered += 1
-        if self._buffer_since is None:
-            self._buffer_since = self._clock()
 
-    def _on_failure(self, run_id: str, error: str, *, node: str | None) -> None:
-        run = self._runs[run_id]
-        run.last_error = error
-        final = run.attempts >= self.options.max_attempts
-        self._mark_running()  # the failed attempt must be counted before it is recorded
-        self.store.record_failure(run_id, error, node=node, final=final)
-        if final:
-            self._set_state(run_id, "failed")
-            if self.options.fail_fast:
-                self.request_stop("failed")
-        else:
-            self._retried += 1
-            self._set_state(run_id, "queued")
-            self._queue.append(run_id)
+    # --- shutdown hooks ---------------------------------------------------------
+    def _dropped(self, tasks: list[RunTask]) -> None:
+        for task in tasks:
+            self._set_state(task.run_id, "queued")
+
+    def _unfinished(self) -> bool:
+        return bool(self._by_state["queued"])
+
+    def _final_status(self) -> str:
+        if self._stop is not None:
+            return self._stop
+        return "failed" if self._by_state["failed"] else "done"
 
     # --- helpers ----------------------------------------------------------------
-    def _mark_running(self) -> None:
-        self._last_mark = self._clock()
-        if self._unmarked:
-            ids, self._unmarked = self._unmarked, []
-            self.store.mark_running(ids)
-
     def _set_state(self, run_id: str, new: RunState) -> None:
         run = self._runs[run_id]
-        assert new in _TRANSITIONS[run.state], f"run {run_id}: {run.state} -> {new} is not a valid transition"
-        assert run_id in self._by_state[run.state]
+        if new not in _TRANSITIONS[run.state]:
+            raise TransitionError("run", run_id, run.state, new)
         self._by_state[run.state].remove(run_id)
         self._by_state[new].add(run_id)
         run.state = new
@@ -368,41 +389,5 @@ class SweepController:
         share = math.ceil(len(self._queue) / max(1, self.executor.workers))  # keep every worker busy at the tail
         return max(1, min(size, self.options.max_batch, share))
 
-    def _final_status(self) -> str:
-        if self._stop is not None:
-            return self._stop
-        return "failed" if self._by_state["failed"] else "done"
 
-    def _shutdown(self) -> None:
-        """Drop in-flight work, commit what finished, hand unfinished runs back, mark the sweep."""
-        if self._tickets:
-            self.executor.cancel()
-            for batch in self._tickets.values():
-                for rid in batch:
-                    self._set_state(rid, "queued")
-            self._tickets.clear()
-        self._commit(force=True)
-        self._mark_running()
-        if self._stop is not None and self._by_state["queued"]:
-            self.store.requeue(self.sweep)  # running -> pending: resume picks them up
-        if self._stop != "cancelled":
-            self.store.set_sweep_status(self.sweep, self._final_status())
-        if self.progress is not None:
-            self.progress.update(self.state(), force=True)
-            self.progress.close()
-
-
-def _concat(tables: list[Any]) -> "pa.Table | None":
-    """The tables as one (a column missing or all-None in some is NULL there, an int column joining a float one
-    becomes float, as the store widens it); None when a column's types clash."""
-    import pyarrow as pa
-
-    if len(tables) == 1:
-        return tables[0]
-    try:
-        return pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-
-
-__all__ = ["Failure", "RunOptions", "SweepController", "SweepReport"]
+__all__ = ["Controller", "Failure", "RunOptions", "SweepController", "SweepReport", "TransitionError"]

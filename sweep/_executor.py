@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from sweep._task import RunOutcome, RunTask, execute_batch, pack_outcomes
+from sweep._task import BatchResult, RunOutcome, RunTask, execute_batch, pack_outcomes
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -25,26 +25,31 @@ BatchFunction = Callable[[Sequence[RunTask], str], list[RunOutcome]]
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A finished ticket: its outcomes, or ``error`` when the whole task was lost.
+    """A finished ticket: its outcomes and the rows of the successful ones, or ``error`` when the whole task was lost.
 
-    ``table`` holds the result rows of the successful outcomes whose ``row`` is
-    None (``sweep._task.pack_outcomes``), ready for ``ResultStore.commit_results``.
-    A task is lost when its worker or node died more often than the executor
-    retries (Ray ``max_retries``); the controller then counts one failed attempt
-    for each run in it.
+    ``table`` holds one result row per successful outcome (``sweep._task.pack_outcomes``),
+    ready for ``ResultStore.commit_results``; ``problem`` is the store's reason when the
+    worker's rows did not make a table. A task is lost when its worker or node died more
+    often than the executor retries (Ray ``max_retries``); the controller then counts one
+    failed attempt for each run in it.
     """
 
     ticket: int
     outcomes: tuple[RunOutcome, ...] | None
     error: str | None = None
     table: "pa.Table | None" = None
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, ticket: int, batch: BatchResult) -> "Completion":
+        """The completion of a ticket whose worker returned ``batch``."""
+        return cls(ticket, batch.outcomes, table=batch.table, problem=batch.problem)
 
     def rows_by_run(self) -> dict[str, dict[str, Any]]:
-        """The result row of every successful run as a dict, whether it came as a dict or in ``table``."""
-        rows = {o.run_id: o.row for o in self.outcomes or () if o.row is not None and o.error is None}
-        if self.table is not None:
-            rows.update(zip(self.table.column("run_id").to_pylist(), self.table.to_pylist()))
-        return rows
+        """The result row of every successful run as a dict (for drivers that read a few rows)."""
+        if self.table is None:
+            return {}
+        return dict(zip(self.table.column("run_id").to_pylist(), self.table.to_pylist()))
 
 
 class Executor(abc.ABC):
@@ -112,8 +117,7 @@ class InProcessExecutor(Executor):
         if not self._queue:
             return []
         ticket, tasks = self._queue.popleft()
-        packed = pack_outcomes(self._batch(tasks, self._node))  # as a Ray worker returns it
-        return [Completion(ticket, packed.outcomes, table=packed.table)]
+        return [Completion.of(ticket, pack_outcomes(self._batch(tasks, self._node)))]  # as a Ray worker returns it
 
     def cancel(self) -> None:
         self._queue.clear()

@@ -128,7 +128,7 @@ class RayExecutor(Executor):
             ticket = self._in_flight.pop(ref)
             try:
                 result: BatchResult = self._ray.get(ref)
-                out.append(Completion(ticket, result.outcomes, table=result.table))
+                out.append(Completion.of(ticket, result))
             except self._ray.exceptions.RayError as exc:  # worker/node died beyond max_retries, object lost, ...
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 out.append(Completion(ticket, None, f"{type(exc).__name__}: {first}"))

@@ -15,7 +15,7 @@ import signal
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
-from sweep._controller import RunOptions, SweepController, SweepReport
+from sweep._controller import Controller, RunOptions, SweepController, SweepReport
 from sweep._executor import Executor
 from sweep._expand import Expansion
 from sweep._progress import Progress
@@ -82,14 +82,15 @@ def execute_sweep(
     Ctrl-C during that cleanup raises KeyboardInterrupt.
 
     A session that leaves nothing to compute compacts the sweep's result files
-    (one per committed batch) into a few large ones, so queries read it fast.
+    (one per committed batch) into a few large ones, so queries read it fast
+    (``compact_finished``).
     """
     store.set_sweep_status(sweep, "running")
     tasks, skipped = pending_tasks(store, sweep, order=order)
     owned = not isinstance(executor, Executor)
     if not tasks:
         controller = SweepController(store=store, sweep=sweep, executor=_NoWork(), tasks=[], skipped=skipped, options=options, progress=progress)
-        return _compact_finished(store, controller.run())
+        return _compacted(store, controller.run())
     try:
         ex = executor() if owned else executor  # type: ignore[operator]
     except BaseException:  # Ctrl-C while Ray starts, or no cluster: nothing ran, but say so
@@ -104,25 +105,32 @@ def execute_sweep(
     finally:
         if owned:
             ex.close()
-    return _compact_finished(store, report)
+    return _compacted(store, report)
 
 
-def _compact_finished(store: Any, report: SweepReport) -> SweepReport:
-    """Merge a finished sweep's small result files (a million rows in a thousand files query
-    about three times slower than in two). Compaction is atomic and changes no result; if it
-    fails (e.g. a damaged file) the sweep is still finished, so this only warns."""
-    from storage import StoreError
-
+def _compacted(store: Any, report: SweepReport) -> SweepReport:
     if report.remaining == 0:
-        try:
-            store.compact(sweep=report.sweep)
-        except StoreError as exc:
-            log.warning("sweep %s finished, but compacting its result files failed: %s", report.sweep, exc)
+        compact_finished(store, report.sweep)
     return report
 
 
+def compact_finished(store: Any, sweep: str) -> None:
+    """Merge the small result files of a finished sweep, search or calibration (one per commit).
+
+    A million rows in a thousand files query about three times slower than in two.
+    Compaction is atomic and changes no result; if it fails (e.g. a damaged file) the
+    sweep is still finished, so this only warns.
+    """
+    from storage import StoreError
+
+    try:
+        store.compact(sweep=sweep)
+    except StoreError as exc:
+        log.warning("sweep %s finished, but compacting its result files failed: %s", sweep, exc)
+
+
 @contextlib.contextmanager
-def stop_on_signals(controller: SweepController) -> Iterator[None]:
+def stop_on_signals(controller: Controller) -> Iterator[None]:
     """SIGINT/SIGTERM ask the controller to stop instead of raising mid-commit (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -158,4 +166,4 @@ class _NoWork(Executor):
         return []
 
 
-__all__ = ["execute_sweep", "pending_tasks", "start_sweep", "stop_on_signals"]
+__all__ = ["compact_finished", "execute_sweep", "pending_tasks", "start_sweep", "stop_on_signals"]

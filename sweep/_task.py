@@ -1,17 +1,16 @@
 """What a worker does with a batch of runs: simulate each one, never touch the store.
 
-This module imports ``workers`` only (and ``pyarrow`` to pack results), so a Ray
-worker (or any process) can run it. A run that raises becomes an outcome carrying
-its traceback: one bad run must not throw away the rest of its batch.
+This module imports ``workers`` and storage's row encoder (``storage._rows``: pyarrow, no
+SQL), so a Ray worker (or any process) can run it. A run that raises becomes an outcome
+carrying its traceback: one bad run must not throw away the rest of its batch.
 
-A batch's successful rows travel back as one Arrow table (``pack_outcomes``): the
-worker pays the dict -> columns conversion, in parallel, instead of the driver,
-whose commit path is what limits a sweep's write rate.
+A batch's successful rows always travel back as one Arrow table (``pack_outcomes``), a
+single run's too: the worker pays the dict -> columns conversion, in parallel, instead of
+the driver, whose commit path is what limits a sweep's write rate.
 """
 
 from __future__ import annotations
 
-import operator
 import time
 import traceback
 from dataclasses import dataclass
@@ -19,10 +18,6 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-#: Batches with fewer successful rows keep them as dicts: one row gains nothing from a
-#: table, whose fixed cost (schema, serialisation) exceeds a dict's (the search sends 1-run batches).
-PACK_MIN_ROWS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +33,8 @@ class RunTask:
 class RunOutcome:
     """A finished attempt: ``error`` (a traceback) on failure, None on success.
 
-    A success carries its flat result ``row``, or None when the row travels in its
-    batch's table (``BatchResult.table``; ``Completion.rows_by_run`` gives it as a dict).
+    A batch function returns each success with its flat result ``row``; ``pack_outcomes``
+    moves the rows into the batch's table, so what reaches the driver has ``row`` None.
     """
 
     run_id: str
@@ -55,14 +50,17 @@ class RunOutcome:
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What a worker returns for a batch: every outcome, and the packed successful rows.
+    """What a worker returns for a batch: every outcome, and the rows of the successful ones.
 
-    ``table`` has one row per successful outcome whose ``row`` is None, in outcome
-    order, with the same run ids; None when nothing was packed.
+    ``table`` has one row per successful outcome, in outcome order, with the same run ids
+    (None when no run succeeded). ``problem`` is the store's one-line reason when the rows
+    do not make a table (a nested value, a column mixing types, an int beyond 64 bits);
+    then ``table`` is None and the driver raises it, as committing the rows would.
     """
 
     outcomes: tuple[RunOutcome, ...]
     table: "pa.Table | None" = None
+    problem: str | None = None
 
 
 class RunIdMismatch(RuntimeError):
@@ -102,60 +100,19 @@ def execute_batch(tasks: Sequence[RunTask], node: str) -> list[RunOutcome]:
     return [execute_run(t, node, profiles) for t in tasks]
 
 
-def pack_outcomes(outcomes: Sequence[RunOutcome], *, min_rows: int = PACK_MIN_ROWS) -> BatchResult:
-    """Move the successful rows of a batch into one Arrow table (one typed column per field).
+def pack_outcomes(outcomes: Sequence[RunOutcome]) -> BatchResult:
+    """Move the successful rows of a batch into one Arrow table (``storage._rows.rows_table``)."""
+    from storage._base import StoreError
+    from storage._rows import rows_table
 
-    Rows that do not make a table of flat scalars (a column mixing types, an int
-    beyond 64 bits, a nested value, rows differing in their run id) stay dicts, so
-    the driver's store refuses them with its own one-line error; nothing is dropped.
-    """
-    rows = [o.row for o in outcomes if o.row is not None and o.error is None]
-    if len(rows) < min_rows:
-        return BatchResult(tuple(outcomes))
-    table = rows_table(rows, [o.run_id for o in outcomes if o.row is not None and o.error is None])
-    if table is None:
-        return BatchResult(tuple(outcomes))
-    packed = tuple(
-        RunOutcome(o.run_id, None, None, o.node, o.wall_s) if o.row is not None and o.error is None else o for o in outcomes
-    )
-    return BatchResult(packed, table)
-
-
-def rows_table(rows: Sequence[Mapping[str, Any]], run_ids: Sequence[Any]) -> "pa.Table | None":
-    """Rows as a table of bool/int64/float64/string (or all-None) columns whose ``run_id`` column is
-    ``run_ids``; None if they do not fit."""
+    rows = [o.row for o in outcomes if o.ok and o.row is not None]
+    stripped = tuple(RunOutcome(o.run_id, None, o.error, o.node, o.wall_s) for o in outcomes)
+    if not rows:
+        return BatchResult(stripped)
     try:
-        import pyarrow as pa
-    except ImportError:  # a worker without pyarrow: the driver converts, as before
-        return None
-    keys = list(rows[0])
-    columns: list[Any] | None = None
-    if len(keys) > 1 and sum(map(len, rows)) == len(keys) * len(rows):  # same fields in every row: C-speed transpose
-        try:
-            columns = list(zip(*map(operator.itemgetter(*keys), rows)))
-        except KeyError:
-            pass
-    if columns is None:  # rows differ in their fields: every field, None where a row lacks it
-        keys = list(dict.fromkeys(k for row in rows for k in row))
-        columns = [[row.get(k) for row in rows] for k in keys]
-    if "run_id" not in keys or list(columns[keys.index("run_id")]) != list(run_ids):
-        return None
-    arrays = []
-    for values in columns:
-        try:
-            array = pa.array(values)
-        except (pa.ArrowException, OverflowError, TypeError, ValueError):
-            return None
-        if not (pa.types.is_null(array.type) or pa.types.is_boolean(array.type) or pa.types.is_int64(array.type)
-                or pa.types.is_float64(array.type) or pa.types.is_string(array.type)):
-            return None
-        arrays.append(array)
-    if not all(isinstance(k, str) for k in keys):
-        return None
-    return pa.Table.from_arrays(arrays, names=keys)
+        return BatchResult(stripped, rows_table(rows))
+    except StoreError as exc:
+        return BatchResult(stripped, problem=str(exc))
 
 
-__all__ = [
-    "BatchResult", "PACK_MIN_ROWS", "RunIdMismatch", "RunOutcome", "RunTask", "execute_batch", "execute_run", "pack_outcomes",
-    "rows_table",
-]
+__all__ = ["BatchResult", "RunIdMismatch", "RunOutcome", "RunTask", "execute_batch", "execute_run", "pack_outcomes"]

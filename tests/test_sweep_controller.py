@@ -274,22 +274,81 @@ def test_a_task_packs_its_successful_rows_into_one_table_with_their_run_ids() ->
     assert packed.table is not None and packed.table.column("run_id").to_pylist() == ["r1", "r3"]
     assert [o.ok for o in packed.outcomes] == [True, False, True]
     assert all(o.row is None for o in packed.outcomes) and packed.outcomes[1].error == "Traceback: boom"
-    completion = Completion(1, packed.outcomes, table=packed.table)
+    completion = Completion.of(1, packed)
     assert completion.rows_by_run()["r3"] == {"run_id": "r3", "node": "n", "x": 2, "y": None, "s": "b"}
     assert set(completion.rows_by_run()) == {"r1", "r3"}
-
-
-def test_rows_that_do_not_make_a_table_stay_dicts() -> None:
-    mixed = [_ok("r1", x=1), _ok("r2", x="one")]
-    huge = [_ok("r1", x=1), _ok("r2", x=2**70)]
-    nested = [_ok("r1", x={"a": 1}), _ok("r2", x={"a": 2})]
-    for outcomes in (mixed, huge, nested, [_ok("r1", x=1)]):  # the last: one row is not worth a table
-        packed = pack_outcomes(outcomes)
-        assert packed.table is None and [o.row for o in packed.outcomes] == [o.row for o in outcomes]
-        assert Completion(1, packed.outcomes).rows_by_run() == {o.run_id: o.row for o in outcomes}
+    single = pack_outcomes([_ok("r1", x=1)])  # a search's one-run task travels as a table too
+    assert single.table is not None and single.table.to_pylist() == [{"run_id": "r1", "node": "n", "x": 1}]
     different_fields = pack_outcomes([_ok("r1", x=1), _ok("r2", y=2.5)])
     assert different_fields.table is not None and different_fields.table.to_pylist() == [
         {"run_id": "r1", "node": "n", "x": 1, "y": None}, {"run_id": "r2", "node": "n", "x": None, "y": 2.5}]
+
+
+def test_rows_that_do_not_make_a_table_carry_the_stores_own_one_line_error(tmp_store: Any, result_rows: Any) -> None:
+    """The worker and the store share one encoder, so the worker names the bad column exactly as a commit would."""
+    cases = {
+        "mixed": [_ok("r1", x=1), _ok("r2", x="one")],
+        "huge": [_ok("r1", x=1), _ok("r2", x=2**70)],
+        "nested": [_ok("r1", x={"a": 1})],
+        "list": [_ok("r1", x=[1, 2])],
+    }
+    runs = result_rows.pairs(1)
+    tmp_store.begin_sweep("s", "")
+    tmp_store.add_runs("s", runs)
+    for name, outcomes in cases.items():
+        packed = pack_outcomes(outcomes)
+        assert packed.table is None and packed.problem is not None, name
+        assert len(packed.problem.splitlines()) == 1 and "result column 'x'" in packed.problem, name
+        rows = [{**o.row, "run_id": runs[i % 2].run_id} for i, o in enumerate(outcomes)]  # the same rows, as dicts
+        with pytest.raises(StoreError) as refused:
+            tmp_store.commit_results("s", rows)
+        assert str(refused.value) == packed.problem, name
+    assert tmp_store.progress("s")["done"] == 0
+
+
+def test_a_task_whose_rows_do_not_make_a_table_stops_the_sweep_with_that_error(sweep_store: Any) -> None:
+    text = f"name: bad\nbase: {CHEAP}\naxes:\n  seed: {{from: 0, to: 5}}\n"
+    _, exp = plan(sweep_store, text)
+    order = [r.run_id for r in exp.runs]
+    values = lambda i: i if i < 3 else {"nested": i}  # noqa: E731 - the fourth run's row holds a dict
+    with pytest.raises(StoreError, match="^result column 'x' has value \\{'nested': 3\\} \\(dict\\); result rows hold flat scalars"):
+        execute_sweep(sweep_store, "bad", InProcessExecutor(batch=FakeRows(order, values), node="n"), order=order,
+                      options=RunOptions(max_batch=1))
+    stored = {r["run_id"]: r["x"] for r in sweep_store.results(sweep="bad").to_pylist()}
+    assert stored == {order[i]: i for i in range(3)}  # what came before is committed, nothing of the bad row
+    counts = sweep_store.progress("bad")
+    assert (counts["done"], counts["running"], counts["pending"]) == (3, 0, 3)  # the rest can be resumed
+    assert sweep_store.find_sweep("bad").status == "interrupted"
+
+
+def test_an_invalid_run_state_transition_is_an_error_naming_the_run_not_an_assert(sweep_store: Any) -> None:
+    from sweep import SweepController
+    from sweep._controller import TransitionError
+
+    _, exp = plan(sweep_store)
+    tasks = [RunTask(r.run_id, r.config.to_dict(), r.baseline_run_id) for r in exp.runs]
+    controller = SweepController(store=sweep_store, sweep="ctl", executor=InProcessExecutor(), tasks=tasks)
+    controller.step()
+    queued = next(t.run_id for t in tasks if controller._runs[t.run_id].state == "queued")
+    with pytest.raises(TransitionError, match=f"^run {queued}: queued -> done is not a valid transition$"):
+        controller._set_state(queued, "done")
+    assert controller._runs[queued].state == "queued"  # refused before anything changed
+
+
+def test_the_worker_import_and_packing_path_loads_no_sql_duckdb_or_optuna() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sweep._task import RunOutcome, pack_outcomes\n"
+        "packed = pack_outcomes([RunOutcome('r1', {'run_id': 'r1', 'x': 1.5}, None, 'n', 0.1)])\n"
+        "assert packed.table.num_rows == 1\n"
+        "heavy = [m for m in ('sqlalchemy', 'alembic', 'duckdb', 'optuna', 'ray', 'psycopg') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 class FakeRows:
@@ -322,7 +381,9 @@ def test_packed_tables_whose_types_clash_commit_what_fits_and_the_store_names_th
     order = [r.run_id for r in exp.runs]
     values = lambda i: i if i < 5 else f"text-{i}"  # noqa: E731 - int runs, then string runs
     options = RunOptions(max_batch=4, min_task_s=1.0, commit_rows=100)
-    with pytest.raises(StoreError, match="result column 'x' holds (int64|string) values in this store"):
+    # tasks of int runs and of string runs do not combine (the store refuses the later ones); a task holding both
+    # does not make a table (the worker says so, in the store's words): either way, one line naming the column
+    with pytest.raises(StoreError, match="^result column 'x' (holds (int64|string) values in this store|mixes int and str values)"):
         execute_sweep(sweep_store, "clash", InProcessExecutor(batch=FakeRows(order, values), node="n"), order=order,
                       options=options)
     stored = {r["run_id"]: r["x"] for r in sweep_store.results(sweep="clash").to_pylist()}
