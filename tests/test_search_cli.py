@@ -76,7 +76,7 @@ def test_search_prints_the_best_configurations_and_writes_figures(tmp_path: Path
     assert table[1].split() == ["trial", "benefit_real", "overcommit", "pages", "threads", "outcome"]
     values = [float(line.split()[1]) for line in table[3:6]]
     assert values == sorted(values, reverse=True)
-    assert "parameter importances (benefit_real, PED-ANOVA): " in out
+    assert "parameter importances (benefit_real, fANOVA): " in out
     for name in ("history", "importances", "slice", "contour"):
         assert (plots / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     again = flushsweep("search", "cli-search", "--local", "--store", str(store), "--trials", "14", "--progress", "none")

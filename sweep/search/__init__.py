@@ -20,7 +20,15 @@ from sweep.search._cache import RunCache
 from sweep.search._driver import SearchController, SearchOptions, SearchReport
 from sweep.search._expr import Expr, ExprError, Scope, compile_expr
 from sweep.search._optuna import BaseSearch, OptunaSearch, Proposal, make_sampler
-from sweep.search._report import best_trials, feasible_trials, importances, pareto_front, summary_text, write_plots
+from sweep.search._report import (
+    best_trials,
+    feasible_trials,
+    importance_evaluator,
+    importances,
+    pareto_front,
+    summary_text,
+    write_plots,
+)
 from sweep.search._seed import SeedError, SeedReport, check_seed_source, seed_from_sweep
 from sweep.search._service import NameTaken, SearchSession, begin_search, check_name, run_search
 from sweep.search._space import Choice, FloatRange, IntRange, Space
@@ -59,6 +67,7 @@ __all__ = [
     "compile_expr",
     "evaluate",
     "feasible_trials",
+    "importance_evaluator",
     "importances",
     "load_search_spec",
     "make_sampler",
