@@ -240,6 +240,19 @@ def test_a_fit_continues_where_it_stopped_and_recomputes_nothing(any_store: Any,
     assert len(batch.computed) == 6 * len(measured)
 
 
+def test_a_finished_fit_leaves_its_result_files_compacted(tmp_store: Any, truth: CostProfile, measured: MeasurementSet) -> None:
+    """Each batch of trials commits a file; once the fit is done they are merged into one, as a finished sweep's are."""
+    space = SearchSpace.build(renamed(truth.replace(fault_ns=truth.fault_ns * 2), "off"), ["fault_ns"])
+    batch = CountingBatch()
+    result = fit(tmp_store, measured, space, InProcessExecutor(batch=batch), FitSettings(trials=4))
+    assert result.status == "done" and len(batch.computed) == 4 * len(measured)  # four trials, simulated one after another
+    done = tmp_store.runs(result.study, status="done")
+    assert len(done) == 4 * len(measured) and len({r.result_file for r in done}) == 1
+    assert tmp_store.check() == []
+    rows = tmp_store.results({"run_id": batch.computed})
+    assert sorted(rows.column("run_id").to_pylist()) == sorted(batch.computed)  # the merged file holds every run once
+
+
 def test_same_seed_same_fit_and_another_seed_another_search(tmp_path: Path, truth: CostProfile, measured: MeasurementSet) -> None:
     from storage import open_store
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import sqlite3
 import time
@@ -50,33 +49,40 @@ def away_from_utc(monkeypatch: pytest.MonkeyPatch) -> Any:
     time.tzset()
 
 
-def test_sql_writes_read_back_as_optunas_own(tmp_path: Path, db_url: str, away_from_utc: Any) -> None:
+def test_the_study_holds_what_optunas_own_ask_and_tell_would_write(tmp_path: Path, db_url: str, away_from_utc: Any) -> None:
+    """Every trial, replayed through Optuna's own ask/tell on the same database, reads back attribute for attribute the same."""
     import optuna
 
     from storage import open_store
+    from sweep.search import make_sampler
 
     spec = parse_search_spec(SPEC)
-    studies = {}
-    for sql in (True, False):
-        name = f"written-{'sql' if sql else 'api'}"
-        named = dataclasses.replace(spec, name=name)
-        with open_store(tmp_path / "store", db_url) as store:
-            search = OptunaSearch(named, url=store.db_url, heartbeat_s=1, sql_writes=sql)
-            before = dt.datetime.now()
-            run_search(store, named, InProcessExecutor(), search=search, heartbeat_s=1)
-            search.close()
-            after = dt.datetime.now()
-            url = store.db_url
-        studies[sql] = study = optuna.load_study(study_name=name, storage=url)
-        assert len(study.trials) == 6
-        for t in study.trials:  # FrozenTrial datetimes are local time, whichever way they were written
-            assert before - dt.timedelta(seconds=1) <= t.datetime_start <= t.datetime_complete <= after + dt.timedelta(seconds=1)
-    sql_trials, api_trials = ([frozen(t) for t in studies[k].trials] for k in (True, False))
-    assert sql_trials == api_trials  # same sampler seed, same results: the same trials, attribute for attribute
-    assert {t["state"] for t in sql_trials} == {"COMPLETE"} and [t["number"] for t in sql_trials] == list(range(6))
-    crashed = [t for t in sql_trials if t["params"]["vcpus"] == 72]
+    with open_store(tmp_path / "store", db_url) as store:
+        search = OptunaSearch(spec, url=store.db_url, heartbeat_s=1)
+        before = dt.datetime.now()
+        run_search(store, spec, InProcessExecutor(), search=search, heartbeat_s=1)
+        search.close()
+        after = dt.datetime.now()
+        url = store.db_url
+    study = optuna.load_study(study_name="written", storage=url)
+    assert len(study.trials) == 6
+    for t in study.trials:  # FrozenTrial datetimes are local time, as Optuna's own are
+        assert before - dt.timedelta(seconds=1) <= t.datetime_start <= t.datetime_complete <= after + dt.timedelta(seconds=1)
+    replay = optuna.create_study(study_name="replayed", storage=url, sampler=make_sampler(spec), directions=spec.directions)
+    for t in study.trials:
+        asked = replay.ask(spec.space.distributions())
+        for key, value in t.user_attrs.items():
+            asked.set_user_attr(key, value)
+        for name, value in t.constraints.items():
+            asked.set_constraint(name, value)
+        replay.tell(asked, t.values, state=t.state)
+    ours, theirs = ([frozen(t) for t in s.trials] for s in (study, optuna.load_study(study_name="replayed", storage=url)))
+    assert ours == theirs  # same sampler seed: same parameters, and the same values, attributes and constraints
+    trials = ours
+    assert {t["state"] for t in trials} == {"COMPLETE"} and [t["number"] for t in trials] == list(range(6))
+    crashed = [t for t in trials if t["params"]["vcpus"] == 72]
     assert crashed and all(t["user_attrs"]["outcome"] == "crash" and t["constraints"] == {"outcome == ok": 1.0} for t in crashed)
-    assert all(set(t["user_attrs"]["runs"]) == {"pv", "native"} for t in sql_trials)
+    assert all(set(t["user_attrs"]["runs"]) == {"pv", "native"} for t in trials)
 
 
 def test_the_sampler_proposes_what_optunas_own_ask_and_tell_would(sweep_store: Any) -> None:
@@ -103,21 +109,10 @@ def test_the_sampler_proposes_what_optunas_own_ask_and_tell_would(sweep_store: A
 def test_sqlite_study_is_in_wal_mode_and_a_stopped_search_leaves_nothing_running(sweep_store: Any) -> None:
     import optuna
 
-    from sweep.search import SearchController
-    from sweep.search._cache import RunCache
-    from sweep._expand import default_run_key
-    from sweep.search._service import begin_search
+    from search_fixtures import interrupt_after
 
     spec = parse_search_spec(SPEC.replace("name: written", "name: stopped").replace("trials: 6", "trials: 4"))
-    begin_search(sweep_store, spec)
-    search = OptunaSearch(spec, url=sweep_store.db_url, heartbeat_s=1)
-    controller = SearchController(store=sweep_store, spec=spec, search=search, executor=InProcessExecutor(),
-                                  cache=RunCache(), run_key=default_run_key())
-    while controller.report().trials < 2:
-        controller.step()
-    controller.request_stop()
-    assert controller.run().status == "interrupted"
-    search.close()
+    interrupt_after(sweep_store, spec, trials=2)
     path = sweep_store.db_url.removeprefix("sqlite:///")
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     states = [t.state.name for t in optuna.load_study(study_name="stopped", storage=sweep_store.db_url).trials]
@@ -128,22 +123,44 @@ def test_sqlite_study_is_in_wal_mode_and_a_stopped_search_leaves_nothing_running
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
-def test_results_told_by_a_driver_that_died_before_writing_them_are_evaluated_again(sweep_store: Any) -> None:
-    from sweep.search import Evaluation
+def test_a_trial_whose_driver_died_after_storing_its_runs_is_told_from_the_store(sweep_store: Any) -> None:
+    """The store is the source of truth: the retry of a dead driver's trial reads its stored runs, simulating none."""
+    from storage import NewRun
+    from sweep import RunTask, execute_batch
+    from sweep._expand import default_run_key
+    from sweep._task import pack_outcomes
+    from sweep.search import plan_trial
     from sweep.search._service import begin_search
 
-    spec = parse_search_spec(SPEC.replace("name: written", "name: unwritten").replace("trials: 6", "trials: 3"))
+    spec = parse_search_spec(SPEC.replace("name: written", "name: died").replace("trials: 6", "trials: 3"))
+    key = default_run_key()
     begin_search(sweep_store, spec)
     dead = OptunaSearch(spec, url=sweep_store.db_url, heartbeat_s=1)
-    told = dead.ask()
-    dead.tell(told, Evaluation("complete", (2.0,)))  # kept back for the next write, which never comes
+    asked = dead.ask()
+    plan = plan_trial(spec, asked.params, key)
+    started = dead.started(asked, plan)
+    # what its controller did before the kill: register, simulate and commit the trial's runs (not tell it)
+    sweep_store.add_runs(spec.name, [NewRun(r.run_id, r.config.to_dict(), r.baseline_run_id) for r in plan.runs])
+    sweep_store.mark_running(plan.run_ids)
+    tasks = [RunTask(r.run_id, r.config.to_dict(), r.baseline_run_id) for r in plan.runs]
+    sweep_store.commit_results(spec.name, pack_outcomes(execute_batch(tasks, "dead-node")).table)
     dead.storage.engine.dispose()
     time.sleep(4.5)  # past the grace period (3 x heartbeat)
-    session = run_search(sweep_store, spec, InProcessExecutor(), heartbeat_s=1)
+    computed: list[str] = []
+
+    def recording(tasks: Any, node: str) -> Any:
+        computed.extend(t.run_id for t in tasks)
+        return execute_batch(tasks, node)
+
+    session = run_search(sweep_store, spec, InProcessExecutor(batch=recording), heartbeat_s=1, run_key=key)
     by_number = {t.number: t for t in session.search.study.trials}
-    assert session.recovered_at_start == 1 and by_number[told.number].state.name == "FAIL"
-    retry = next(t for t in by_number.values() if t.system_attrs.get("failed_trial") == told.number)
-    assert retry.state.name == "COMPLETE" and retry.params == told.params and retry.values[0] != 2.0
+    assert session.recovered_at_start == 1 and by_number[started.number].state.name == "FAIL"
+    retry = next(t for t in by_number.values() if t.system_attrs.get("failed_trial") == started.number)
+    assert retry.state.name == "COMPLETE" and retry.params == asked.params
+    assert set(retry.user_attrs["runs"]["pv"] + retry.user_attrs["runs"]["native"]) == set(plan.run_ids)
+    assert not set(plan.run_ids) & set(computed)  # read from the store, not simulated again
+    stored = sweep_store.results(sweep=spec.name).column("run_id").to_pylist()
+    assert len(stored) == len(set(stored))
 
 
 def test_runs_a_killed_driver_reused_are_linked_to_the_search_by_the_next_session(sweep_store: Any) -> None:
@@ -194,10 +211,16 @@ def test_two_drivers_never_both_take_a_queued_trial(sweep_store: Any) -> None:
     first, second = (OptunaSearch(spec, url=sweep_store.db_url, heartbeat_s=1) for _ in range(2))
     assert first.enqueue([{"vcpus": 16, "overcommit": 2}], seeded_from="grid") == 1
     second.recover()  # its copy of the study now holds the queued trial too
-    taken = first.ask()
+    from sweep._expand import default_run_key
+    from sweep.search import plan_trial
+
+    taken = first.ask()  # claims the queued trial
     other = second.ask()  # finds the queued trial claimed: samples a new one instead
     assert (taken.params, taken.seeded_from) == ({"vcpus": 16, "overcommit": 2}, "grid")
-    assert other.number != taken.number and other.seeded_from is None
+    assert other.seeded_from is None and other.number is None  # not in the study until it starts
+    taken = first.started(taken, plan_trial(spec, taken.params, default_run_key()))
+    other = second.started(other, plan_trial(spec, other.params, default_run_key()))
+    assert other.number != taken.number
     for search, proposal in ((first, taken), (second, other)):
         search.tell(proposal, Evaluation("complete", (1.0,)))
         search.close()

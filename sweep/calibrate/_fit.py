@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from sweep._controller import RunOptions, SweepController
 from sweep._executor import Completion, Executor
-from sweep._service import stop_on_signals
+from sweep._service import compact_finished, stop_on_signals
 from sweep.calibrate._measurements import FIGURES, CalibrationError, MeasurementSet
 from sweep.calibrate._objective import Evaluation, evaluate
 from sweep.calibrate._space import SearchSpace
@@ -194,6 +194,8 @@ class _Fit:
             self._storage.engine.dispose()  # no idle connections left behind (PostgreSQL counts them)
         if status != "cancelled":  # a cancelled sweep stays cancelled, as `flushsweep cancel` left it
             self.store.set_sweep_status(self.name, {"done": "done", "failed": "failed"}.get(status, "interrupted"))
+        if status == "done":
+            compact_finished(self.store, self.name)  # one small file per batch of trials otherwise
         return result
 
     def _open_study(self) -> Any:
@@ -275,7 +277,9 @@ class _Fit:
         stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if stale:  # asked by a session that died before telling them
             self.log(f"{self.name}: finishing {len(stale)} trial(s) left running by an earlier session")
-            status = self._run_trials(study, [optuna.trial.Trial(study, t._trial_id) for t in stale])
+            study_id = self._storage.get_study_id_from_name(self.name)
+            trial_ids = [self._storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in stale]
+            status = self._run_trials(study, [optuna.trial.Trial(study, trial_id) for trial_id in trial_ids])
             if status != "ok":
                 return status
         distributions = self.space.distributions()

@@ -11,12 +11,15 @@ the same, only slower.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from sweep.search._space import varying_fields
 from sweep.search._spec import SearchSpec
 from workers.config import RunConfig, field_names
 from workers.result import metric_names
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: What is kept of a result row: the metrics (engine_wall_s too: the bench reports simulation time).
 KEPT = tuple(metric_names())
@@ -51,12 +54,15 @@ class RunCache:
             return 0
         varying = varying_fields(spec.space, spec.base, list(spec.compare.baseline_overrides))
         fixed = {f: getattr(example, f) for f in field_names() if f not in varying and f in columns}
-        table = store.results(fixed)
-        keep = [c for c in ("run_id", *KEPT) if c in table.column_names]
         before = len(self.rows)
+        self.add_table(store.results(fixed))
+        return len(self.rows) - before
+
+    def add_table(self, table: "pa.Table") -> None:
+        """Every row of a result table (as the store returns it, or as a worker packed it)."""
+        keep = [c for c in ("run_id", *KEPT) if c in table.column_names]
         for row in table.select(keep).to_pylist():
             self.add(row)
-        return len(self.rows) - before
 
 
 def _columns(store: Any) -> set[str]:

@@ -8,6 +8,9 @@ task per run, so the runs of several trials share the workers. A trial's new
 rows are committed to the store before the trial is told, so a told trial's
 runs are always stored; a driver that dies leaves at most uncommitted rows
 (simulated again on resume) and trials that the next driver re-queues.
+
+Stopping, committing, recording failed runs and the shutdown are the sweep
+controller's (``sweep._controller.Controller`` and its ``RunPipeline``).
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
-from sweep._executor import Completion, Executor
+from sweep._controller import Controller, TransitionError
+from sweep._executor import Executor
+from sweep._pipeline import RunPipeline
 from sweep._progress import Progress, ProgressState
 from sweep._spec import Impossible
 from sweep._task import RunTask
@@ -27,8 +32,10 @@ from sweep.search._optuna import BaseSearch, Proposal
 from sweep.search._spec import SearchSpec
 from sweep.search._trial import Evaluation, RunKey, TrialPlan, evaluate, impossible, plan_trial
 
+if TYPE_CHECKING:
+    from storage import NewRun, ResultStore
+
 TrialStatus = Literal["running", "ready", "told"]
-StopReason = Literal["interrupted", "cancelled", "failed"]
 
 #: Reused runs linked to the search in one ``add_runs`` (unless ``commit_interval_s`` passes first).
 LINK_BATCH = 1000
@@ -75,13 +82,6 @@ class _Trial:
     failure: str | None = None
 
 
-@dataclass(slots=True)
-class _Run:
-    task: RunTask
-    waiters: set[int]
-    attempts: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class SearchReport:
     """How a session of a search ended, and what it cost.
@@ -116,7 +116,7 @@ class SearchReport:
         return self.simulation_s / max(1, self.trials)
 
 
-class SearchController:
+class SearchController(Controller):
     """Runs a search: trials from ``search``, runs on ``executor``, results into ``store``.
 
     Args:
@@ -137,7 +137,7 @@ class SearchController:
     def __init__(
         self,
         *,
-        store: Any,
+        store: "ResultStore",
         spec: SearchSpec,
         search: BaseSearch,
         executor: Executor | Callable[[], Executor],
@@ -149,28 +149,23 @@ class SearchController:
         until: Callable[[Evaluation], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store = store
+        pipeline = RunPipeline(store=store, sweep=spec.name, executor=executor, max_attempts=options.max_attempts,
+                               commit_interval_s=options.commit_interval_s, clock=clock)
+        super().__init__(store=store, sweep=spec.name, pipeline=pipeline, fail_fast=options.fail_fast,
+                         cancel_check_s=options.cancel_check_s, progress=progress, clock=clock)
         self.spec = spec
         self.search = search
         self.cache = cache
         self.run_key = run_key
         self.options = options
-        self.progress = progress
         self.heartbeat_s = heartbeat_s
         self.until = until
         self._reached = False
-        self._clock = clock
-        self._executor_or_factory = executor
-        self._executor: Executor | None = executor if isinstance(executor, Executor) else None
         self._trials: dict[int, _Trial] = {}
-        self._runs: dict[str, _Run] = {}
-        self._tickets: dict[int, str] = {}
-        self._buffer: list[dict[str, Any]] = []
-        self._buffer_since: float | None = None
+        self._waiters: dict[str, set[int]] = {}  # run being computed -> numbers of the trials waiting for it
         self._linked: set[str] = set()  # runs this session registered with the search
-        self._unlinked: dict[str, Any] = {}  # stored runs the search reused, not linked to it yet (NewRun by run_id)
+        self._unlinked: dict[str, "NewRun"] = {}  # stored runs the search reused, not linked to it yet
         self._unlinked_since: float | None = None
-        self._uncommitted: set[str] = set()
         self._told: Counter[str] = Counter()
         self._seeded = 0
         self._simulated = 0
@@ -179,45 +174,16 @@ class SearchController:
         self._recovered = 0
         self._simulation_s = 0.0
         self._timers: Counter[str] = Counter()
-        self._stop: StopReason | None = None
         self._endgame = False
-        self._start = clock()
         self._last_beat = clock()
-        self._last_cancel_check = clock()
         self._counted = 0
 
     # --- public -----------------------------------------------------------------
-    def request_stop(self, reason: StopReason = "interrupted") -> None:
-        """Stop asking; in-flight trials are re-queued for the next session. Safe from a signal handler."""
-        if self._stop is None:
-            self._stop = reason
-
     def finished(self) -> bool:
         """Stopped, or past the budget with nothing of the study left queued or running."""
         if self._stop is not None:
             return True
         return not self._trials and self._endgame and self._nothing_left()
-
-    def run(self) -> SearchReport:
-        """Step until the trial budget is spent (and no trial of the study is left queued or running).
-
-        Raises:
-            Whatever a step raised (e.g. StoreError), after re-queuing in-flight trials.
-        """
-        try:
-            with self._timed("study"):
-                self._counted = self.search.counted()
-            while not self.finished():
-                self.step()
-        except KeyboardInterrupt:
-            self.request_stop("interrupted")
-        except BaseException:
-            self.request_stop("interrupted")
-            with contextlib.suppress(Exception):  # the store may be what failed: report the original error
-                self._shutdown()
-            raise
-        self._shutdown()
-        return self.report()
 
     def step(self) -> None:
         """One round: stop?, heartbeat, ask, collect finished runs, tell ready trials, show progress."""
@@ -231,6 +197,7 @@ class SearchController:
 
     def report(self) -> SearchReport:
         overhead = Counter(self._timers)
+        overhead["store"] += self.pipeline.store_s
         written = min(self.search.storage_s(), overhead["sampler"])  # ask's study writes count as study time
         overhead["sampler"] -= written
         overhead["study"] += written
@@ -250,13 +217,9 @@ class SearchController:
         )
 
     # --- phases -----------------------------------------------------------------
-    def _check_stop(self) -> None:
-        now = self._clock()
-        if self._stop is None and now - self._last_cancel_check >= self.options.cancel_check_s:
-            self._last_cancel_check = now
-            record = self.store.find_sweep(self.spec.name)
-            if record is not None and record.status == "cancelled":
-                self.request_stop("cancelled")
+    def _begin(self) -> None:
+        with self._timed("study"):
+            self._counted = self.search.counted()
 
     def _keep_alive(self) -> None:
         now = self._clock()
@@ -287,18 +250,35 @@ class SearchController:
         self._submit(fresh)
 
     def _collect(self) -> None:
-        if not self._tickets:
+        if not self.pipeline.in_flight:
             return
         timeout = 0.0 if any(t.status == "ready" for t in self._trials.values()) else self.options.poll_s
-        assert self._executor is not None
-        for completion in self._executor.wait(timeout):
-            self._on_completion(completion)
+        got = self.pipeline.collect(timeout)
+        for table in got.tables:
+            self.cache.add_table(table)
+        for outcome in got.done:
+            self._simulated += 1
+            for number in self._waiters.pop(outcome.run_id, ()):
+                trial = self._trials[number]
+                trial.waiting.discard(outcome.run_id)
+                if not trial.waiting and trial.status == "running":
+                    self._set_status(trial, "ready")
+        if got.retry:
+            self.pipeline.submit([[task] for task in got.retry])
+        for failure in got.failed:
+            self._runs_failed += 1
+            for number in self._waiters.pop(failure.run_id, ()):
+                trial = self._trials[number]
+                if trial.failure is None:
+                    trial.failure = f"run {failure.run_id} failed {failure.attempts} times: {failure.summary}"
+                if trial.status == "running":
+                    self._set_status(trial, "ready")
+        self._failed_for_good(got.failed)
 
     def _finish(self) -> None:
         ready = [t for t in self._trials.values() if t.status == "ready"]
-        due = self._buffer_since is not None and self._clock() - self._buffer_since >= self.options.commit_interval_s
-        if due or any(t.failure is None and self._uncommitted.intersection(t.plan.run_ids) for t in ready):
-            self._commit()
+        needed = any(t.failure is None and self.pipeline.buffered.intersection(t.plan.run_ids) for t in ready)
+        self._commit(force=needed)  # a trial is told only once its runs are stored
         for trial in ready:
             if trial.failure is not None:
                 evaluation = Evaluation("failed", error=trial.failure)
@@ -308,9 +288,8 @@ class SearchController:
                 self._simulation_s += sum(float(self.cache.rows[r].get("engine_wall_s") or 0.0) for r in trial.plan.run_ids)
             self._tell(trial, evaluation)
 
-    def _show(self) -> None:
-        if self.progress is not None:
-            self.progress.update(self.state())
+    def _commit(self, *, force: bool) -> None:
+        self.pipeline.commit(force=force)
 
     # --- trials -----------------------------------------------------------------
     def _start_trial(self, proposal: Proposal) -> _Trial | None:
@@ -324,7 +303,8 @@ class SearchController:
             self._count(proposal, "impossible")
             return None
         with self._timed("study"):
-            self.search.started(proposal, plan)
+            proposal = self.search.started(proposal, plan)
+        assert proposal.number is not None  # started records the trial
         waiting = {rid for rid in plan.run_ids if rid not in self.cache}
         self._reused += len(plan.run_ids) - len(waiting)
         trial = _Trial(proposal, plan, waiting, "running" if waiting else "ready")
@@ -335,11 +315,10 @@ class SearchController:
         with self._timed("study"):
             self.search.tell(trial.proposal, evaluation)
         self._set_status(trial, "told")
-        del self._trials[trial.proposal.number]
+        number = trial.proposal.number
+        del self._trials[number]  # type: ignore[arg-type]
         for rid in trial.waiting:  # a failed trial stops waiting; its other runs still finish and are stored
-            run = self._runs.get(rid)
-            if run is not None:
-                run.waiters.discard(trial.proposal.number)
+            self._waiters.get(rid, set()).discard(number)  # type: ignore[arg-type]
         if self.until is not None and trial.proposal.seeded_from is None and self.until(evaluation):
             self._reached = True
         kind = evaluation.state
@@ -390,20 +369,17 @@ class SearchController:
                     pending.setdefault(r.run_id, NewRun(r.run_id, r.config.to_dict(), r.baseline_run_id))
                 if r.run_id not in trial.waiting:
                     continue
-                run = self._runs.get(r.run_id)
-                if run is None:
-                    run = self._runs[r.run_id] = _Run(RunTask(r.run_id, r.config.to_dict(), r.baseline_run_id), set())
-                    tasks.append(run.task)
-                run.waiters.add(trial.proposal.number)
-        with self._timed("store"):
-            if now:
+                waiters = self._waiters.get(r.run_id)
+                if waiters is None:
+                    waiters = self._waiters[r.run_id] = set()
+                    tasks.append(RunTask(r.run_id, r.config.to_dict(), r.baseline_run_id))
+                waiters.add(trial.proposal.number)  # type: ignore[arg-type]
+        if now:
+            with self._timed("store"):
                 self.store.add_runs(self.spec.name, list(now.values()))
-                self._linked.update(now)
-            if tasks:
-                self.store.mark_running([t.run_id for t in tasks])
+            self._linked.update(now)
         self._link()
-        for task in tasks:
-            self._send(task)
+        self.pipeline.submit([[task] for task in tasks])  # one task per run: the runs of several trials share the workers
 
     def _link(self, *, force: bool = False) -> None:
         """Link the stored runs the search reused, once enough wait or the oldest waited ``commit_interval_s``."""
@@ -420,70 +396,26 @@ class SearchController:
             self.store.add_runs(self.spec.name, list(runs.values()))
         self._linked.update(runs)
 
-    def _send(self, task: RunTask) -> None:
-        if self._executor is None:
-            self._executor = self._executor_or_factory()  # type: ignore[operator]
-        self._runs[task.run_id].attempts += 1
-        self._tickets[self._executor.submit([task])] = task.run_id
+    # --- shutdown hooks ---------------------------------------------------------
+    def _wind_down(self) -> None:
+        self._finish()  # trials whose runs are all in (or failed for good) are told, not re-queued
 
-    def _on_completion(self, completion: Completion) -> None:
-        rid = self._tickets.pop(completion.ticket, None)
-        if rid is None:
-            return
-        outcome = completion.outcomes[0] if completion.outcomes else None
-        row = completion.rows_by_run().get(rid) if outcome is not None and outcome.ok else None
-        if row is not None:
-            run = self._runs.pop(rid)
-            self.cache.add(row)
-            self._buffer.append(row)
-            self._uncommitted.add(rid)
-            self._buffer_since = self._buffer_since or self._clock()
-            self._simulated += 1
-            for number in run.waiters:
-                trial = self._trials[number]
-                trial.waiting.discard(rid)
-                if not trial.waiting and trial.status == "running":
-                    self._set_status(trial, "ready")
-            return
-        if outcome is None:
-            error = f"task lost: {completion.error}"
-        else:
-            error = outcome.error or "the worker returned no result row for this run"
-        self._on_failure(rid, error, outcome.node if outcome is not None else None)
+    def _after_commit(self) -> None:
+        self._link(force=True)
+        for trial in list(self._trials.values()):
+            with self._timed("study"):
+                self.search.abandon(trial.proposal, self._stop or "interrupted")
+            del self._trials[trial.proposal.number]  # type: ignore[arg-type]
+        with self._timed("study"):
+            self.search.flush()
 
-    def _on_failure(self, rid: str, error: str, node: str | None) -> None:
-        run = self._runs[rid]
-        final = run.attempts >= self.options.max_attempts
-        with self._timed("store"):
-            self.store.record_failure(rid, error, node=node, final=final)
-        if not final:
-            with self._timed("store"):
-                self.store.mark_running([rid])
-            self._send(run.task)
-            return
-        self._runs_failed += 1
-        del self._runs[rid]
-        if self.options.fail_fast:
-            self.request_stop("failed")
-        summary = next((ln.strip() for ln in reversed(error.strip().splitlines()) if ln.strip()), "unknown error")
-        for number in run.waiters:
-            trial = self._trials[number]
-            if trial.failure is None:
-                trial.failure = f"run {rid} failed {run.attempts} times: {summary}"
-            if trial.status == "running":
-                self._set_status(trial, "ready")
-
-    def _commit(self) -> None:
-        if not self._buffer:
-            return
-        rows, self._buffer, self._buffer_since = self._buffer, [], None
-        with self._timed("store"):
-            self.store.commit_results(self.spec.name, rows)
-        self._uncommitted.clear()
+    def _unfinished(self) -> bool:
+        return bool(self._waiters)
 
     # --- helpers ----------------------------------------------------------------
     def _set_status(self, trial: _Trial, new: TrialStatus) -> None:
-        assert new in _TRANSITIONS[trial.status], f"trial {trial.proposal.number}: {trial.status} -> {new}"
+        if new not in _TRANSITIONS[trial.status]:
+            raise TransitionError("trial", trial.proposal.number, trial.status, new)
         trial.status = new
 
     @contextlib.contextmanager
@@ -493,31 +425,6 @@ class SearchController:
             yield
         finally:
             self._timers[what] += time.perf_counter() - t0
-
-    def _shutdown(self) -> None:
-        """Drop in-flight runs, commit what finished, re-queue unfinished trials, mark the search."""
-        if self._tickets and self._executor is not None:
-            self._executor.cancel()
-            self._tickets.clear()
-        self._finish()  # trials whose runs are all in (or failed for good) are told, not re-queued
-        self._commit()
-        self._link(force=True)
-        for trial in list(self._trials.values()):
-            with self._timed("study"):
-                self.search.abandon(trial.proposal, self._stop or "interrupted")
-            del self._trials[trial.proposal.number]
-        with self._timed("study"):
-            self.search.flush()
-        if self._runs:
-            self.store.requeue(self.spec.name)  # running -> pending: the next session simulates them
-            self._runs.clear()
-        if self._stop != "cancelled":
-            self.store.set_sweep_status(self.spec.name, self._stop or "done")
-        if self._executor is not None and not isinstance(self._executor_or_factory, Executor):
-            self._executor.close()
-        if self.progress is not None:
-            self.progress.update(self.state(), force=True)
-            self.progress.close()
 
 
 __all__ = ["SearchController", "SearchOptions", "SearchReport", "TrialProgress"]

@@ -4,20 +4,20 @@ The study lives in the store's SQL database (Optuna ``RDBStorage`` on
 ``store.db_url``), so ``optuna-dashboard <db-url>`` shows it and a search
 resumes by name. Trials are driven by ask/tell; a driver keeps a heartbeat on
 each trial it has in flight, and a trial whose driver died (heartbeat older than
-the grace period, or none at all) is failed and re-queued with the same
-parameters, so no trial stays RUNNING once a driver is started again.
+the grace period) is failed and re-queued with the same parameters, so no trial
+stays RUNNING once a driver is started again. The retry's runs are stored, so it
+is told from the store without simulating them.
 
-The sampler works on an in-memory copy of the study (``_mirror``) and each
-trial reaches the database in two transactions, created (parameters, sampler
-attributes, heartbeat) and finished (values, attributes, state), written by
-``_study_writer``: Optuna's own ask/tell would commit about fifteen.
+The sampler works on an in-memory copy of the study (``_mirror``); the database gets
+each trial through Optuna's public storage API (``_study_writer``): created with its
+runs in one template, finished with its result.
 
 User attributes of a trial (visible in the dashboard):
-``runs`` ({"pv": [run_id, ...], "native": [...]}, by replicate; written with
-the result, or at the next heartbeat while the trial runs), ``outcome``,
-``feasible`` (when there are constraints), ``error`` (why it failed or is
-impossible), ``seeded_from`` (a sweep whose results it was fed from),
-``stopped`` (the driver stopped while it ran; a retry was queued).
+``runs`` ({"pv": [run_id, ...], "native": [...]}, by replicate; written when the
+trial starts), ``outcome``, ``error`` (why it failed or is impossible),
+``seeded_from`` (a sweep whose results it was fed from), ``stopped`` (the driver
+stopped while it ran; a retry was queued). Constraints are Optuna's own
+(``trial.constraints``; feasible when all are <= 0).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
-import datetime as dt
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from sweep.search._mirror import StudyMirror
 from sweep.search._spec import SAMPLERS, SearchSpec
-from sweep.search._study_writer import Finish, NewTrial, TrialRow, trial_writer
+from sweep.search._study_writer import Finish, NewTrial, StudyWriter
 from sweep.search._trial import Evaluation, TrialPlan
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial
 
 #: Times a trial left behind by a dead driver is re-queued before it is given up.
 MAX_RETRIES = 3
@@ -45,9 +46,12 @@ MAX_RETRIES = 3
 
 @dataclass(frozen=True, slots=True)
 class Proposal:
-    """A configuration to evaluate: the trial's number and parameters (``handle`` is the strategy's own)."""
+    """A configuration to evaluate: the trial's number and parameters (``handle`` is the strategy's own).
 
-    number: int
+    ``number`` is None until the trial is recorded in the study (``BaseSearch.started``).
+    """
+
+    number: int | None
     params: Mapping[str, Any]
     seeded_from: str | None = None
     handle: Any = None
@@ -56,10 +60,11 @@ class Proposal:
 class BaseSearch(abc.ABC):
     """Proposes configurations and learns from their scores; never runs or stores a run.
 
-    Contract: every proposal ``ask`` returns is finished exactly once, by
-    ``tell`` or ``abandon``. ``counted`` is what the trial budget is measured
-    against: finished trials that were evaluated (seeded ones excluded).
-    The hooks default to doing nothing.
+    Contract: every proposal ``ask`` returns is either told at once (``tell``, e.g.
+    impossible parameters) or ``started`` and then finished exactly once, by ``tell``
+    or ``abandon``. ``counted`` is what the trial budget is measured against:
+    finished trials that were evaluated (seeded ones excluded). The hooks default to
+    doing nothing.
     """
 
     @abc.abstractmethod
@@ -82,8 +87,9 @@ class BaseSearch(abc.ABC):
         """Trials in flight that are not in ``mine`` (another driver's, or a dead one's not yet detected)."""
         return 0
 
-    def started(self, proposal: Proposal, plan: TrialPlan) -> None:
-        """The trial's runs are known (record them with the trial)."""
+    def started(self, proposal: Proposal, plan: TrialPlan) -> Proposal:
+        """The trial's runs are known: record the trial with them; returns the proposal as recorded (its number set)."""
+        return proposal
 
     def keep_alive(self, proposals: Sequence[Proposal]) -> None:
         """The driver is alive and still evaluating these."""
@@ -104,11 +110,11 @@ class BaseSearch(abc.ABC):
         return []
 
     def storage_s(self) -> float:
-        """Seconds ``ask`` spent writing to the study's storage (reported as study time, not sampler time)."""
+        """Seconds ``ask`` spent in the study's storage (claiming queued trials: study time, not sampler time)."""
         return 0.0
 
     def flush(self) -> None:
-        """Write what ``tell`` kept back (the driver calls it before it stops)."""
+        """Write anything kept back (the driver calls it before it stops)."""
 
     def close(self) -> None:
         """Release connections."""
@@ -165,12 +171,11 @@ class OptunaSearch(BaseSearch):
         SpecError: the study exists with other objectives or directions.
 
     Example:
-        >>> search = OptunaSearch(spec, url=store.db_url)          # doctest: +SKIP
-        >>> p = search.ask(); search.tell(p, evaluation)           # doctest: +SKIP
+        >>> search = OptunaSearch(spec, url=store.db_url)                           # doctest: +SKIP
+        >>> p = search.ask(); p = search.started(p, plan); search.tell(p, evaluation)  # doctest: +SKIP
     """
 
-    def __init__(self, spec: SearchSpec, *, url: str, heartbeat_s: int = 10, sampler: Any = None,
-                 sql_writes: bool | None = None) -> None:
+    def __init__(self, spec: SearchSpec, *, url: str, heartbeat_s: int = 10, sampler: Any = None) -> None:
         import optuna
 
         self.spec = spec
@@ -186,13 +191,13 @@ class OptunaSearch(BaseSearch):
         )
         self._check_objectives()
         self._distributions = spec.space.distributions()
-        self._writer = trial_writer(self.storage, self.storage.get_study_id_from_name(spec.name), sql=sql_writes)
+        self._writer = StudyWriter(self.storage, self.storage.get_study_id_from_name(spec.name))
         self._mirror = StudyMirror(self.sampler, spec.directions)
         self._mirror_checked = False  # False: compare the copy with the database before the next ask
         self._write_s = 0.0
         self._unwritten: dict[int, dict[str, Any]] = {}  # trial_id -> user attributes to write with the result
-        self._told: list[Finish] = []  # results not written yet
-        self._rejected: set[int] = set()  # trials whose result was dropped (failed as stale by another driver)
+        self._silent_since: dict[int, float] = {}  # number -> when first seen running elsewhere
+        self._revived: set[int] = set()  # numbers given a heartbeat because they had none (``_revive_silent``)
 
     def _open_storage(self, url: str) -> Any:
         """Optuna's RDBStorage; a second try when another process created Optuna's tables at the same moment."""
@@ -236,9 +241,9 @@ class OptunaSearch(BaseSearch):
 
     # --- BaseSearch ------------------------------------------------------------------
     def ask(self) -> Proposal:
-        """Sample on the in-memory copy; write the trial, with the results told since the last ask, in one transaction.
+        """Sample on the in-memory copy; a new trial reaches the database with its runs (``started``).
 
-        A queued trial (seed or retry) is claimed in the database, so two drivers
+        A queued trial (seed or retry) is claimed in the database at once, so two drivers
         never both take it; one another driver took first is skipped.
         """
         if not self._mirror_checked:
@@ -246,53 +251,56 @@ class OptunaSearch(BaseSearch):
         while True:
             queued = self._mirror.first_waiting()
             local = self._mirror.ask(self._distributions)  # takes the queued trial, if any
-            new = NewTrial(local.params, local.distributions, local.system_attrs)
+            seeded = local.user_attrs.get("seeded_from")
+            if queued is None:
+                return Proposal(None, dict(local.params), seeded, _Pending(local))
             with self._writing():
-                if queued is None:
-                    trial_id, number = self._write(new)
-                    break
-                self.flush()
-                if self._writer.claim(queued, new):
-                    trial_id, number = queued, self._mirror.number(queued)
-                    break
-            self._mirror.attach(local, queued, self._mirror.number(queued))  # another driver's now
-        self._mirror.attach(local, trial_id, number)
-        return Proposal(number, dict(local.params), local.user_attrs.get("seeded_from"), trial_id)
+                trial_id = self._writer.claim(queued)
+            self._mirror.attach(local, queued)
+            if trial_id is not None:
+                return Proposal(queued, dict(local.params), seeded, trial_id)
+            # another driver took it (it is running there now): ask again
+
+    def started(self, proposal: Proposal, plan: TrialPlan) -> Proposal:
+        """Record a new trial RUNNING with its runs (one template); a claimed one gets its runs with its result."""
+        runs = {"runs": plan.run_map()}
+        if not isinstance(proposal.handle, _Pending):
+            self._unwritten[proposal.handle] = runs
+            return proposal
+        local = proposal.handle.local
+        trial_id, number = self._writer.create(_new_trial(local, runs), number_hint=self._mirror.next_number)
+        self._mirror.attach(local, number)
+        return dataclasses.replace(proposal, number=number, handle=trial_id)
 
     def tell(self, proposal: Proposal, evaluation: Evaluation) -> None:
-        """Record the trial: in the sampler's copy now, in the database with the next ask (or ``flush``).
+        """Record the trial, in the sampler's copy and in the database.
 
         If another driver meanwhile failed it as stale (this one stalled past the
         grace period), its retry is already queued and this result is dropped.
         """
         from optuna.trial import TrialState
 
-        attrs = self._unwritten.pop(proposal.handle, {})
+        attrs = self._unwritten.pop(proposal.handle, {}) if isinstance(proposal.handle, int) else {}
         if evaluation.outcome:
             attrs["outcome"] = evaluation.outcome
-        if self.spec.constraints and evaluation.constraints:
-            attrs["feasible"] = evaluation.feasible
         if evaluation.error:
             attrs["error"] = evaluation.error
         if evaluation.state == "complete":
             state, values = TrialState.COMPLETE, tuple(evaluation.values)
         else:
             state, values = (TrialState.PRUNED if evaluation.state == "impossible" else TrialState.FAIL), ()
-        finish = Finish(proposal.handle, state, values, attrs, dict(evaluation.constraints))
-        self._mirror.tell(finish.trial_id, state, values, finish.constraints)
-        self._told.append(finish)
-
-    def flush(self) -> None:
-        """Write the results told since the last write."""
-        self._write(None)
-
-    def _write(self, new: NewTrial | None) -> Any:
-        told, self._told = self._told, []
-        rejected, created = self._writer.write(told, new)
-        if rejected:
+        constraints = dict(evaluation.constraints)
+        if isinstance(proposal.handle, _Pending):  # told as soon as asked (impossible parameters): one template
+            local = proposal.handle.local
+            _, number = self._writer.create_finished(_new_trial(local, attrs), state, values=values, constraints=constraints,
+                                                     number_hint=self._mirror.next_number)
+            self._mirror.attach(local, number)
+            self._mirror.tell(number, state, values, constraints)
+            return
+        assert proposal.number is not None
+        self._mirror.tell(proposal.number, state, values, constraints)
+        if not self._writer.finish(Finish(proposal.handle, state, values, attrs, constraints)):
             self._mirror_checked = False  # failed as stale elsewhere: the copy reloads before the next ask
-        self._rejected.update(rejected)
-        return created
 
     def storage_s(self) -> float:
         return self._write_s
@@ -300,7 +308,6 @@ class OptunaSearch(BaseSearch):
     def counted(self) -> int:
         from optuna.trial import TrialState
 
-        self.flush()
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
         return sum(
             1 for t in done
@@ -310,103 +317,87 @@ class OptunaSearch(BaseSearch):
     def finished_runs(self) -> list[tuple[Mapping[str, Any], list[str]]]:
         from optuna.trial import TrialState
 
-        self.flush()
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
         return [(t.params, [*t.user_attrs["runs"]["pv"], *t.user_attrs["runs"]["native"]]) for t in done if "runs" in t.user_attrs]
 
     def waiting(self) -> int:
         from optuna.trial import TrialState
 
-        self.flush()
-        return sum(1 for r in self._writer.rows() if r.state == TrialState.WAITING)
+        return sum(1 for t in self._writer.open_trials() if t.state == TrialState.WAITING)
 
     def running_elsewhere(self, mine: Iterable[int]) -> int:
-        self.flush()
-        return len(self._running(self._writer.rows()) - set(mine))
-
-    def started(self, proposal: Proposal, plan: TrialPlan) -> None:
-        """Keep the trial's runs to write with its result (or at the next heartbeat, if it is still running then)."""
-        self._unwritten[proposal.handle] = {"runs": plan.run_map()}
+        return len(_running(self._writer.open_trials()) - set(mine))
 
     def keep_alive(self, proposals: Sequence[Proposal]) -> None:
-        self.flush()
+        self._writer.heartbeat([p.handle for p in proposals])
         for p in proposals:
-            self.storage.record_heartbeat(p.handle)
             if p.handle in self._unwritten:
                 self._writer.set_user_attrs(p.handle, self._unwritten.pop(p.handle))
 
     def recover(self, mine: Iterable[int] = ()) -> int:
-        """Fail and re-queue stale trials: heartbeat too old (Optuna's check) or never recorded.
+        """Fail and re-queue stale trials (Optuna's heartbeat check); then bring the sampler's copy up to date.
 
-        A trial with no heartbeat at all is one whose driver died between
-        creating it and marking it alive (while the sampler ran); it is stale
-        once it started longer ago than the grace period. Then the sampler's
-        copy of the study is brought up to date (other drivers' trials, retries).
+        Optuna's check skips a trial that never had a heartbeat (its driver died between
+        creating it and marking it alive); ``_revive_silent`` gives such a trial one, so
+        it goes stale a grace period later.
+        """
+        import optuna
+
+        mine = set(mine)
+        open_trials = self._writer.open_trials()
+        before = _running(open_trials) - mine
+        if before:
+            with _quiet():
+                optuna.storages.fail_stale_trials(self.study)
+            open_trials = self._writer.open_trials()
+            self._revive_silent(_running(open_trials) - mine)
+        self._refresh(open_trials)
+        return len(before - _running(open_trials))
+
+    def _revive_silent(self, elsewhere: set[int]) -> None:
+        """Record a heartbeat, once, for a trial running elsewhere for two grace periods without going stale.
+
+        Such a trial either has a live driver (whose own heartbeats it already gets:
+        one more changes nothing) or never had a heartbeat, which Optuna's check cannot
+        see; given one now, it is failed as stale once the grace period passes.
+        """
+        now = time.monotonic()
+        self._silent_since = {n: self._silent_since.get(n, now) for n in elsewhere}
+        for number, since in self._silent_since.items():
+            if number not in self._revived and now - since >= 2 * self.grace_s:
+                self._revived.add(number)
+                with contextlib.suppress(KeyError):
+                    self._writer.heartbeat([self.storage.get_trial_id_from_study_id_trial_number(self._writer.study_id, number)])
+
+    def _refresh(self, open_trials: Sequence["FrozenTrial"] | None = None) -> None:
+        """Reload the sampler's copy if the database has trials (or states) it lacks."""
+        if open_trials is None:
+            open_trials = self._writer.open_trials()
+        newer = self._writer.has_trial(self._mirror.next_number)
+        if not self._mirror.loaded or self._mirror.stale(open_trials, newer):
+            self._mirror.load(self.study.get_trials(deepcopy=False))
+        self._mirror_checked = True
+
+    def enqueue(self, params: Sequence[Mapping[str, Any]], *, seeded_from: str) -> int:
+        """Queue each configuration once: one already in the study (any state) is skipped.
+
+        A queued trial carries its parameters, as Optuna's own retries do, so any reader
+        of the study sees which configuration waits.
         """
         import optuna
         from optuna.trial import TrialState
 
-        self.flush()
-        rows = self._writer.rows()
-        before = self._running(rows) - set(mine)
-        if not before:
-            self._refresh(rows)
-            return 0
-        with _quiet():
-            optuna.storages.fail_stale_trials(self.study)
-        for trial_id in self._never_alive():
-            try:
-                if self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                    self._retry(self.study, copy.deepcopy(self.storage.get_trial(trial_id)))
-            except optuna.exceptions.UpdateFinishedTrialError:  # another driver got there first
-                pass
-        rows = self._writer.rows()
-        self._refresh(rows)
-        return len(before - self._running(rows))
-
-    @staticmethod
-    def _running(rows: Iterable[TrialRow]) -> set[int]:
-        from optuna.trial import TrialState
-
-        return {r.number for r in rows if r.state == TrialState.RUNNING}
-
-    def _refresh(self, rows: Sequence[TrialRow] | None = None) -> None:
-        """Reload the sampler's copy if the database has trials (or states) it lacks."""
-        if rows is None:
-            self.flush()
-            rows = self._writer.rows()
-        if not self._mirror.loaded or self._mirror.stale(rows):
-            self._mirror.load(self.study.get_trials(deepcopy=False))
-        self._mirror_checked = True
-
-    def _never_alive(self) -> list[int]:
-        from optuna.storages._rdb import models  # no public API lists trials without a heartbeat
-        from optuna.trial import TrialState
-
-        session = self.storage.scoped_session()
-        try:
-            study_id = self.study._study_id
-            running = (
-                session.query(models.TrialModel)
-                .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
-                .all()
-            )
-            limit = dt.datetime.now() - dt.timedelta(seconds=self.grace_s)  # Optuna stamps datetime_start with now()
-            return [t.trial_id for t in running if not t.heartbeats and t.datetime_start is not None and t.datetime_start < limit]
-        finally:
-            self.storage.scoped_session.remove()
-
-    def enqueue(self, params: Sequence[Mapping[str, Any]], *, seeded_from: str) -> int:
-        """Queue each configuration once: one already in the study (any state) is skipped."""
-        self.flush()
-        known = {_params_key(t.system_attrs.get("fixed_params", t.params)) for t in self.study.get_trials(deepcopy=False)}
+        known = {_params_key(t.params) for t in self.study.get_trials(deepcopy=False)}
         added = 0
         for p in params:
             key = _params_key(p)
             if key in known:
                 continue
             known.add(key)
-            self.study.enqueue_trial(dict(p), user_attrs={"seeded_from": seeded_from})
+            self.study.add_trial(optuna.trial.create_trial(
+                state=TrialState.WAITING, params=dict(p), distributions={k: self._distributions[k] for k in p},
+                user_attrs={"seeded_from": seeded_from},
+            ))
             added += 1
         self._mirror_checked = False
         return added
@@ -416,10 +407,9 @@ class OptunaSearch(BaseSearch):
         from optuna.trial import TrialState
 
         attrs = {**self._unwritten.pop(proposal.handle, {}), "stopped": reason}
-        self._mirror.tell(proposal.handle, TrialState.FAIL)
-        self._told.append(Finish(proposal.handle, TrialState.FAIL, (), attrs))
-        self.flush()
-        if proposal.handle in self._rejected:
+        assert proposal.number is not None
+        self._mirror.tell(proposal.number, TrialState.FAIL)
+        if not self._writer.finish(Finish(proposal.handle, TrialState.FAIL, (), attrs)):
             return  # failed as stale by another driver meanwhile (which queued the retry)
         retry = copy.deepcopy(self.storage.get_trial(proposal.handle))
         retry.user_attrs.pop("stopped", None)  # the retry is a fresh attempt; only the failed trial says why
@@ -435,9 +425,25 @@ class OptunaSearch(BaseSearch):
             self._write_s += time.perf_counter() - t0
 
     def close(self) -> None:
-        self.flush()
         self.storage.remove_session()
         self.storage.engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """The handle of a proposal not in the study yet: the mirror's trial (its parameters are chosen)."""
+
+    local: "FrozenTrial"
+
+
+def _new_trial(local: "FrozenTrial", user_attrs: Mapping[str, Any]) -> NewTrial:
+    return NewTrial(local.params, local.distributions, local.system_attrs, user_attrs)
+
+
+def _running(trials: Iterable["FrozenTrial"]) -> set[int]:
+    from optuna.trial import TrialState
+
+    return {t.number for t in trials if t.state == TrialState.RUNNING}
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from sweep._executor import Executor
 from sweep._expand import default_run_key
 from sweep._progress import Progress
-from sweep._service import stop_on_signals
+from sweep._service import compact_finished, stop_on_signals
 from sweep._spec import Impossible
 from sweep.search._cache import RunCache
 from sweep.search._driver import SearchController, SearchOptions, SearchReport
@@ -88,6 +88,7 @@ def run_search(
 
     Returns:
         The session: its report (status ``done``, ``interrupted`` or ``cancelled``) and the strategy.
+        A search that is done has its result files compacted, as a finished sweep has.
 
     Raises:
         NameTaken, SeedError, SpecError (the stored study has other objectives), StoreError.
@@ -114,8 +115,10 @@ def run_search(
         store=store, spec=spec, search=strategy, executor=executor, cache=cache, run_key=key, options=options,
         progress=progress, heartbeat_s=heartbeat_s, until=until,
     )
-    with stop_on_signals(controller):  # type: ignore[arg-type]  # any object with request_stop()
+    with stop_on_signals(controller):
         report = controller.run()
+    if report.status == "done":
+        compact_finished(store, spec.name)
     return SearchSession(report, recovered, requeued, prefetched, seeded, strategy)
 
 

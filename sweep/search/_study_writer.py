@@ -1,45 +1,28 @@
-"""Writes a search's trials into its Optuna study: one transaction per trial.
+"""Writes a search's trials into its Optuna study, through Optuna's public storage API only.
 
-Optuna's own ``study.ask``/``tell`` on ``RDBStorage`` commit one ORM transaction
-per parameter, attribute, heartbeat and state change (about 70 SQL statements
-and 15 commits per trial), several times what a 40 ms trial may cost. The
-driver samples on an in-memory copy of the study (``_mirror``) and writes here:
-a new trial (parameters, sampler attributes, heartbeat) in the same transaction
-as the results of the trials finished since the last one (values, attributes,
-constraints, state).
+The sampler works on an in-memory copy of the study (``_mirror``), so the database sees
+only what the driver decided: a new trial is one template trial (``create_new_trial``:
+parameters, sampler attributes and the runs it will use, in one transaction) and a
+heartbeat; its result is one attribute (``outcome``, or ``error``), its constraints, then
+its final state and values (``set_trial_state_values``, last, so a finished trial always
+has its attributes). ``optuna.load_study`` and ``optuna-dashboard`` read these as any
+trial; nothing depends on Optuna's table layout or version beyond its documented API.
 
-``SqlTrialWriter`` does so with SQLAlchemy Core on Optuna's own tables (the
-rows Optuna would write, so ``optuna.load_study`` and ``optuna-dashboard``
-read them like any trial). It is used only for the schema and datetime
-convention it was written against (``SQL_SCHEMA``: Optuna 5 stores naive UTC);
-otherwise ``ApiTrialWriter`` does the same through ``RDBStorage``'s public
-methods, slower but valid for any Optuna version.
+A queued trial (a seed or a retry) is claimed with ``set_trial_state_values(RUNNING)``,
+which only one driver wins. A trial that another driver failed as stale rejects the
+result of the driver that stalled (``UpdateFinishedTrialError``): its retry is queued.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sqlite3
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
-    from optuna.trial import TrialState
-
-#: Optuna's RDB schema revision (alembic) and the Optuna major version the SQL writer matches.
-SQL_SCHEMA = ("v3.2.0.a", 5)
-
-
-@dataclass(frozen=True, slots=True)
-class TrialRow:
-    """A trial of the study as the driver needs it to notice changes: id, number, state."""
-
-    trial_id: int
-    number: int
-    state: "TrialState"
+    from optuna.trial import FrozenTrial, TrialState
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,244 +38,134 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class NewTrial:
-    """A trial to create RUNNING: its parameters (and their distributions) and the sampler's attributes."""
+    """A trial to create: its parameters (and their distributions), the sampler's attributes, its user attributes."""
 
     params: Mapping[str, Any]
     distributions: Mapping[str, "BaseDistribution"]
     system_attrs: Mapping[str, Any]
+    user_attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
-class TrialWriter(Protocol):
-    """The study writes of a search (``trial_id``: the trial's id in the database)."""
+def constraint_attrs(constraints: Mapping[str, float]) -> dict[str, float]:
+    """The system attributes Optuna keeps named constraints under, as ``FrozenTrial.set_constraint`` sets them.
 
-    def write(self, finished: Sequence[Finish] = (), new: NewTrial | None = None) -> tuple[list[int], tuple[int, int] | None]:
-        """Finish trials, then create ``new`` RUNNING with a heartbeat, in one transaction.
-
-        Returns:
-            The ids of the trials that were already finished (another driver failed them
-            as stale; their results are dropped), and the new trial's (trial_id, number).
-        """
-
-    def claim(self, trial_id: int, trial: NewTrial) -> bool:
-        """A queued trial: WAITING -> RUNNING with its parameters and a heartbeat; False if another driver took it."""
-
-    def set_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
-        """User attributes of a running trial."""
-
-    def rows(self) -> list[TrialRow]:
-        """Every trial of the study (cheap: no parameters or attributes)."""
-
-
-def constraint_key(name: str) -> str:
-    """The system attribute Optuna keeps a named constraint under (``Trial.set_constraint``)."""
-    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
-
-    return f"{_CONSTRAINTS_KEY}:{name}"
-
-
-def trial_writer(storage: "optuna.storages.RDBStorage", study_id: int, *, sql: bool | None = None) -> TrialWriter:
-    """The SQL writer when the database has the schema it was written for, else the API writer.
-
-    Args:
-        sql: force one (tests); None picks by schema and Optuna version.
+    Asked of Optuna itself (on a scratch trial) rather than spelled here, so the study
+    holds constraints exactly as Optuna's own ``Trial.set_constraint`` would write them.
     """
-    if sql is None:
-        sql = sql_writer_fits(storage)
-    return SqlTrialWriter(storage, study_id) if sql else ApiTrialWriter(storage, study_id)
-
-
-def sql_writer_fits(storage: "optuna.storages.RDBStorage") -> bool:
     import optuna
 
-    revision, major = SQL_SCHEMA
-    if int(optuna.__version__.split(".")[0]) != major:
-        return False
-    dialect = storage.engine.dialect.name
-    if not (dialect == "postgresql" or (dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 35))):  # RETURNING
-        return False
-    return storage.get_current_version() == revision == storage.get_head_version()
+    if not constraints:
+        return {}
+    probe = optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=0.0)
+    for name, value in constraints.items():
+        probe.set_constraint(name, float(value))
+    return dict(probe.system_attrs)
 
 
-def _utcnow() -> dt.datetime:
-    """Optuna 5 stores trial datetimes as naive UTC (``FrozenTrial`` shows them in local time)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+def template(trial: NewTrial, state: "TrialState", *, values: tuple[float, ...] = (),
+             constraints: Mapping[str, float] | None = None) -> "FrozenTrial":
+    """``trial`` as a FrozenTrial in ``state``, for ``create_new_trial`` (a finished one with its values and constraints)."""
+    from optuna.trial import FrozenTrial, TrialState
+
+    now = dt.datetime.now()  # Optuna stamps trial datetimes in local time (FrozenTrial shows them so)
+    finished = state.is_finished()
+    return FrozenTrial(
+        number=-1, state=state, value=None, values=list(values) or None,
+        datetime_start=None if state == TrialState.WAITING else now, datetime_complete=now if finished else None,
+        params=dict(trial.params), distributions=dict(trial.distributions), user_attrs=dict(trial.user_attrs),
+        system_attrs={**trial.system_attrs, **constraint_attrs(constraints or {})}, intermediate_values={}, trial_id=-1,
+    )
 
 
-class SqlTrialWriter:
-    """``TrialWriter`` in SQLAlchemy Core on Optuna's tables (SQLite and PostgreSQL).
+class StudyWriter:
+    """The study writes of a search, on ``RDBStorage``'s public methods (a transaction per call).
 
-    Each transaction on SQLite starts with a write, so it holds the write lock
-    from its first statement (a read first could not upgrade once another
-    process committed). A trial's number is the count of the study's trials
-    before it, as Optuna counts it, under the lock every creator takes (the
-    study row ``FOR UPDATE`` on PostgreSQL, the database on SQLite).
-    Statements are built once: building them costs more than running them.
+    Args:
+        storage: the study's storage.
+        study_id: the study's id in it.
     """
-
-    def __init__(self, storage: "optuna.storages.RDBStorage", study_id: int) -> None:
-        import sqlalchemy as sa
-        from optuna.storages._rdb import models
-        from optuna.trial import TrialState
-
-        self.engine = storage.engine
-        self.study_id = study_id
-        self._stored_value = models.TrialValueModel.value_to_stored_repr
-        t = self._trials = models.TrialModel.__table__
-        params = models.TrialParamModel.__table__
-        studies = models.StudyModel.__table__
-        state = sa.bindparam("b_state", type_=t.c.state.type)
-        self._lock_study = sa.select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()
-        count = sa.select(
-            sa.func.count(), sa.literal(study_id), sa.literal(TrialState.RUNNING, t.c.state.type),
-            sa.bindparam("b_start", type_=t.c.datetime_start.type),
-        ).select_from(t).where(t.c.study_id == study_id)
-        self._insert_trial = (
-            sa.insert(t).from_select(["number", "study_id", "state", "datetime_start"], count).returning(t.c.trial_id, t.c.number)
-        )
-        self._end_trial = (
-            sa.update(t).where(t.c.trial_id == sa.bindparam("b_id"), t.c.state == TrialState.RUNNING)
-            .values(state=state, datetime_complete=sa.bindparam("b_done", type_=t.c.datetime_complete.type))
-        )
-        self._claim_trial = (
-            sa.update(t).where(t.c.trial_id == sa.bindparam("b_id"), t.c.state == TrialState.WAITING)
-            .values(state=TrialState.RUNNING, datetime_start=sa.bindparam("b_start", type_=t.c.datetime_start.type))
-        )
-        self._param_names = sa.select(params.c.param_name).where(params.c.trial_id == sa.bindparam("b_id"))
-        self._insert_params = sa.insert(params)
-        self._insert_values = sa.insert(models.TrialValueModel.__table__)
-        self._insert_heartbeat = sa.insert(models.TrialHeartbeatModel.__table__)
-        self._user = self._upsert(models.TrialUserAttributeModel.__table__)
-        self._system = self._upsert(models.TrialSystemAttributeModel.__table__)
-        self._rows = sa.select(t.c.trial_id, t.c.number, t.c.state).where(t.c.study_id == study_id)
-
-    def _upsert(self, table: Any) -> Any:
-        """Insert or replace an attribute (a retried trial inherits its predecessor's ``runs``)."""
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(table)
-        return stmt.on_conflict_do_update(index_elements=[table.c.trial_id, table.c.key], set_={"value_json": stmt.excluded.value_json})
-
-    def write(self, finished: Sequence[Finish] = (), new: NewTrial | None = None) -> tuple[list[int], tuple[int, int] | None]:
-        rejected: list[int] = []
-        created: tuple[int, int] | None = None
-        if not finished and new is None:
-            return rejected, created
-        with self.engine.begin() as conn:
-            postgres = conn.dialect.name == "postgresql"
-            if new is not None and postgres:  # SQLite: the first write takes the database's write lock
-                conn.execute(self._lock_study)
-            for f in finished:
-                if not conn.execute(self._end_trial, {"b_id": f.trial_id, "b_state": f.state, "b_done": _utcnow()}).rowcount:
-                    rejected.append(f.trial_id)
-                    continue
-                if f.values:
-                    conn.execute(self._insert_values, [
-                        {"trial_id": f.trial_id, "objective": i, "value": v, "value_type": kind}
-                        for i, (v, kind) in enumerate(self._stored_value(float(x)) for x in f.values)
-                    ])
-                self._attrs(conn, self._user, f.trial_id, f.user_attrs)
-                self._attrs(conn, self._system, f.trial_id, {constraint_key(k): float(v) for k, v in f.constraints.items()})
-            if new is not None:
-                trial_id, number = conn.execute(self._insert_trial, {"b_start": _utcnow()}).one()
-                created = (int(trial_id), int(number))
-                self._params(conn, created[0], new, set())
-                self._attrs(conn, self._system, created[0], new.system_attrs)
-                conn.execute(self._insert_heartbeat, [{"trial_id": created[0]}])
-        return rejected, created
-
-    def claim(self, trial_id: int, trial: NewTrial) -> bool:
-        with self.engine.begin() as conn:
-            if not conn.execute(self._claim_trial, {"b_id": trial_id, "b_start": _utcnow()}).rowcount:
-                return False
-            conn.execute(self._insert_heartbeat, [{"trial_id": trial_id}])
-            self._attrs(conn, self._system, trial_id, trial.system_attrs)
-            self._params(conn, trial_id, trial, set(conn.execute(self._param_names, {"b_id": trial_id}).scalars()))
-        return True
-
-    def set_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
-        with self.engine.begin() as conn:
-            self._attrs(conn, self._user, trial_id, attrs)
-
-    def rows(self) -> list[TrialRow]:
-        with self.engine.connect() as conn:
-            return [TrialRow(int(i), -1 if n is None else int(n), s) for i, n, s in conn.execute(self._rows)]
-
-    def _params(self, conn: Any, trial_id: int, trial: NewTrial, have: set[str]) -> None:
-        from optuna.distributions import distribution_to_json
-
-        rows = [
-            {"trial_id": trial_id, "param_name": name, "param_value": trial.distributions[name].to_internal_repr(value),
-             "distribution_json": distribution_to_json(trial.distributions[name])}
-            for name, value in trial.params.items() if name not in have
-        ]
-        if rows:
-            conn.execute(self._insert_params, rows)
-
-    @staticmethod
-    def _attrs(conn: Any, upsert: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
-        if attrs:
-            conn.execute(upsert, [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
-
-
-class ApiTrialWriter:
-    """``TrialWriter`` through ``RDBStorage``'s public methods (a transaction per call)."""
 
     def __init__(self, storage: "optuna.storages.RDBStorage", study_id: int) -> None:
         self.storage = storage
         self.study_id = study_id
 
-    def write(self, finished: Sequence[Finish] = (), new: NewTrial | None = None) -> tuple[list[int], tuple[int, int] | None]:
-        import optuna
-        from optuna.trial import FrozenTrial, TrialState
+    def create(self, trial: NewTrial, *, number_hint: int) -> tuple[int, int]:
+        """Create ``trial`` RUNNING with a heartbeat; returns its (trial_id, number).
 
-        rejected = []
-        for f in finished:
-            try:
-                for key, value in f.user_attrs.items():
-                    self.storage.set_trial_user_attr(f.trial_id, key, value)
-                for name, value in f.constraints.items():
-                    self.storage.set_trial_system_attr(f.trial_id, constraint_key(name), float(value))
-                self.storage.set_trial_state_values(f.trial_id, f.state, list(f.values) or None)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                rejected.append(f.trial_id)
-        if new is None:
-            return rejected, None
-        template = FrozenTrial(
-            number=-1, state=TrialState.RUNNING, value=None, values=None, datetime_start=dt.datetime.now(),
-            datetime_complete=None, params=dict(new.params), distributions=dict(new.distributions), user_attrs={},
-            system_attrs=dict(new.system_attrs), intermediate_values={}, trial_id=-1,
-        )
-        trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+        ``number_hint`` is the number it most likely gets (the study's trial count as this
+        driver knows it); checking it costs one lookup, finding the number out several.
+        """
+        from optuna.trial import TrialState
+
+        trial_id = self.storage.create_new_trial(self.study_id, template_trial=template(trial, TrialState.RUNNING))
         self.storage.record_heartbeat(trial_id)
-        return rejected, (trial_id, self.storage.get_trial(trial_id).number)
+        return trial_id, self._number(trial_id, number_hint)
 
-    def claim(self, trial_id: int, trial: NewTrial) -> bool:
+    def create_finished(self, trial: NewTrial, state: "TrialState", *, values: tuple[float, ...] = (),
+                        constraints: Mapping[str, float] | None = None, number_hint: int) -> tuple[int, int]:
+        """Create ``trial`` finished in ``state`` (a trial told as soon as it was asked); returns (trial_id, number)."""
+        trial_id = self.storage.create_new_trial(
+            self.study_id, template_trial=template(trial, state, values=values, constraints=constraints))
+        return trial_id, self._number(trial_id, number_hint)
+
+    def _number(self, trial_id: int, hint: int) -> int:
+        try:
+            if self.storage.get_trial_id_from_study_id_trial_number(self.study_id, hint) == trial_id:
+                return hint
+        except KeyError:
+            pass
+        return self.storage.get_trial_number_from_id(trial_id)
+
+    def claim(self, number: int) -> int | None:
+        """A queued trial: WAITING -> RUNNING, with a heartbeat; its trial_id, or None if another driver took it."""
         import optuna
         from optuna.trial import TrialState
 
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
         try:
             if not self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                return False
+                return None
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return None
+        self.storage.record_heartbeat(trial_id)
+        return trial_id
+
+    def finish(self, result: Finish) -> bool:
+        """Write a trial's result (attributes, constraints, then state); False if the trial was already finished."""
+        import optuna
+
+        try:
+            for key, value in result.user_attrs.items():
+                self.storage.set_trial_user_attr(result.trial_id, key, value)
+            for key, value in constraint_attrs(result.constraints).items():
+                self.storage.set_trial_system_attr(result.trial_id, key, value)
+            self.storage.set_trial_state_values(result.trial_id, result.state, list(result.values) or None)
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
-        self.storage.record_heartbeat(trial_id)
-        for key, value in trial.system_attrs.items():
-            self.storage.set_trial_system_attr(trial_id, key, value)
-        have = self.storage.get_trial(trial_id).params
-        for name, value in trial.params.items():
-            if name not in have:
-                dist = trial.distributions[name]
-                self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
         return True
 
+    def heartbeat(self, trial_ids: list[int]) -> None:
+        for trial_id in trial_ids:
+            self.storage.record_heartbeat(trial_id)
+
     def set_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """User attributes of a running trial."""
         for key, value in attrs.items():
             self.storage.set_trial_user_attr(trial_id, key, value)
 
-    def rows(self) -> list[TrialRow]:
-        return [TrialRow(t._trial_id, t.number, t.state) for t in self.storage.get_all_trials(self.study_id, deepcopy=False)]
+    def open_trials(self) -> list["FrozenTrial"]:
+        """The study's WAITING and RUNNING trials (few, so cheap to read)."""
+        from optuna.trial import TrialState
+
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+
+    def has_trial(self, number: int) -> bool:
+        """Whether the study has a trial numbered ``number`` (so at least ``number + 1`` trials)."""
+        try:
+            self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        except KeyError:
+            return False
+        return True
 
 
-__all__ = ["SQL_SCHEMA", "ApiTrialWriter", "Finish", "NewTrial", "SqlTrialWriter", "TrialRow", "TrialWriter", "constraint_key", "trial_writer"]
+__all__ = ["Finish", "NewTrial", "StudyWriter", "constraint_attrs", "template"]
