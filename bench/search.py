@@ -23,7 +23,9 @@ runs looked up by run_id), which finds all its runs stored and so simulates noth
 - the search's own overhead per trial as the issue defines it (sampler + storage: the study and the
   result store) against the simulation time of a trial's runs (their stored engine time); target <= 5%.
   The next line adds planning and scoring, i.e. all time the driver spends (see SearchReport), so
-  nothing is hidden. The study costs one transaction per trial and planning/scoring a fixed amount,
+  nothing is hidden. The study is written through Optuna's public storage API (a template trial and a
+  heartbeat, then a result attribute and the state: most of it SQLAlchemy ORM work inside
+  RDBStorage.create_new_trial, a few statements per parameter) and planning/scoring cost a fixed amount,
   but TPE's sampling grows with the study's trials (random sampling is nearly free), so the figure is
   also shown per sampler; a line says how long a trial's simulation must be for the overhead to stay
   within the target.
