@@ -14,13 +14,26 @@ from workers import RunConfig, simulate
 from workers.hyperv import HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST, HVCALL_FLUSH_VIRTUAL_ADDRESS_LIST_EX
 
 SMALL = ["--vcpus", "96", "--topology", "48x1x2", "--pcpus", "8", "--threads", "20", "--iterations", "3", "--pages", "64"]
+#: A Hyper-V-enlightened Linux guest: its threads run on all 96 vCPUs, and 16-page unmaps go as GVA lists.
+LINUX = ["--guest-os", "linux", *SMALL[:-2], "--pages", "16"]
 
 
 def test_hyperv_pv_uses_ex_hypercalls_past_64_vps_and_counts_them():
-    r = simulate(RunConfig(vcpus=96, topology="48x1x2", pcpus=8, threads=90, iterations=3, pages=64, flush_mode="hyperv-pv"))
+    r = simulate(RunConfig(vcpus=96, topology="48x1x2", pcpus=8, threads=90, iterations=3, pages=16, guest_os="linux",
+                           flush_mode="hyperv-pv"))
     assert r.hypercalls == r.hc_flush_list + r.hc_flush_list_ex + r.hc_flush_space + r.hc_flush_space_ex
     assert r.hc_flush_list_ex > 0  # a target set with a VP index >= 64 needs the sparse VP set
     assert r.hc_errors == 0
+
+
+def test_windows_process_runs_in_one_processor_group():
+    """WS2016 keeps a process's threads in one group of 64: its flush targets are all in it."""
+    for seed in range(4):
+        r = simulate(RunConfig(vcpus=96, topology="48x1x2", pcpus=8, threads=90, iterations=2, pages=16,
+                               flush_mode="hyperv-pv", seed=seed))
+        assert r.hypercalls > 0
+        # group 0 (VPs 0-63) fits the non-EX processor mask; group 1 (VPs 64-95) needs a sparse VP set
+        assert (r.hc_flush_list_ex + r.hc_flush_space_ex == 0) or (r.hc_flush_list + r.hc_flush_space == 0)
 
 
 def test_hv_semantics_decide_between_fine_grained_and_full_flushes():
@@ -33,7 +46,7 @@ def test_hv_semantics_decide_between_fine_grained_and_full_flushes():
 
 def test_trace_records_each_hypercall_like_kvm_trace_points(tmp_path, capsys):
     out = tmp_path / "trace.parquet"
-    assert main(["simulate", *SMALL, "--flush-mode", "hyperv-pv", "--trace", str(out), "--json"]) == 0
+    assert main(["simulate", *LINUX, "--flush-mode", "hyperv-pv", "--trace", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["results"]["hyperv-pv"]
     table = pq.read_table(out)
     assert table.num_rows == result["hypercalls"] > 0

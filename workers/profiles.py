@@ -26,16 +26,44 @@ _CHECKOUT_PROFILES = Path(__file__).resolve().parent.parent / "configs" / "profi
 DEFAULT_PROFILE_DIR = _CHECKOUT_PROFILES if _CHECKOUT_PROFILES.is_dir() else Path(__file__).resolve().parent / "_bundled_profiles"
 
 
+#: Modelling choices a profile makes where the sources leave a mechanism unconfirmed ([U]):
+#: name -> (allowed values, literature default, what it decides). They are part of the
+#: profile's digest, and ``bench/sensitivity.py`` measures what each one moves.
+CHOICES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "nt_fault_ws_lock": (
+        ("none", "shared", "exclusive"), "none",
+        "how a page fault takes the process working-set lock that unmapping holds exclusively "
+        "(NT 5.2 freevm.c): exclusive as in NT 5.2 MmAccessFault (LOCK_WS), shared, or none "
+        "(faults never wait for an unmap in progress) [U for WS2016: with either lock no thread "
+        "of the process runs during an unmap, so a flush has no target and native = PV, which "
+        "the 2018 measurement rules out]",
+    ),
+    "nt_idle_in_active_processors": (
+        ("false", "true"), "false",
+        "false: a processor that goes idle leaves the process's ActiveProcessors (NT 5.2 SwapContext, "
+        "ctxswap.asm); true: it keeps the address space loaded and stays a flush target [U for NT 10]",
+    ),
+    "eevdf_yield_next_buddy": (
+        ("false", "true"), "false",
+        "EEVDF hosts: whether yield_to's next buddy is honoured (NEXT_BUDDY is off by default in 6.6+) [U]",
+    ),
+}
+
+
 @dataclass(frozen=True)
 class CostProfile:
-    """Cost constants (ns). Field comments say what each one prices; the YAML says where the value came from."""
+    """Cost constants (ns unless named otherwise) and modelling choices.
+
+    Field comments say what each one prices; the YAML says where the value came from.
+    """
 
     name: str
     # host scheduling and virtualisation
     host_switch_ns: float  # host context switch between two vCPU threads (incl. VMCS load)
+    host_tick_ns: float  # host scheduler tick: when a used-up slice is noticed (CONFIG_HZ) [U]
     vm_exit_ns: float  # one VM exit + entry round trip for a trivial exit
     halt_ns: float  # HLT exit and scheduling the vCPU thread out
-    wake_ns: float  # host cost of waking a halted vCPU (kvm_vcpu_kick + try_to_wake_up)
+    wake_ns: float  # host cost of waking a halted vCPU (kvm_vcpu_kick + try_to_wake_up), paid by the waker
     kick_ns: float  # host IPI that forces a running vCPU out of guest mode
     ack_latency_ns: float  # time until a kicked vCPU's pCPU acknowledges (KVM_REQUEST_WAIT)
     # guest IPIs
@@ -46,69 +74,114 @@ class CostProfile:
     flush_full_ns: float  # local full TLB flush
     flush_page_base_ns: float  # fixed part of a local ranged flush
     flush_page_ns: float  # per page of a local ranged flush (INVLPG)
-    flush_ceiling_pages: float  # above this many pages the guest flushes all (Linux: 33)
+    flush_ceiling_pages: float  # Linux tlb_single_page_flush_ceiling: above this many pages, flush all
     hv_gva_flush_page_ns: float  # host per-page flush of a fine-grained FIFO entry (kvm_x86_flush_tlb_gva)
     # hypercalls and PV flush
     hypercall_ns: float  # hypercall exit, decode and return
     hv_flush_per_vcpu_ns: float  # kvm_hv_flush_tlb work per vCPU of the partition
     steal_check_ns: float  # kvm-pv: reading/cmpxchg of one target's steal-time preempted flag
+    hv_list_entry_ns: float  # guest: writing one GVA entry of a flush-list hypercall's input page
     # guest kernel
     guest_switch_ns: float  # guest thread context switch
-    guest_quantum_ns: float  # guest scheduler quantum when threads outnumber vCPUs
-    lock_spin_ns: float  # how long a waiter spins on the address-space lock before blocking
+    lock_spin_ns: float  # how long a lock waiter spins before it sleeps (pushlock spin, rwsem optimistic spin)
     syscall_ns: float  # system call entry and exit
-    mmap_ns: float  # creating a mapping (VAD insert)
+    mmap_ns: float  # creating a mapping (VAD insert / vma insert)
     fault_ns: float  # demand-zero page fault incl. zeroing the page, per page
     touch_user_ns: float  # user-mode work per touched page
     unmap_page_ns: float  # clearing one PTE at unmap
     free_page_ns: float  # freeing one page after the flush
-    copy_page_ns: float  # ebizzy: copying one page
-    search_page_ns: float  # ebizzy: searching one page of records
+    # Windows (NT) guest
+    nt_tick_ns: float  # clock interval: the timer resolution nanosleep expiries wait for [U: 15.625 ms default]
+    nt_quantum_ns: float  # Windows Server thread quantum (12 clock ticks) [U]
+    nt_flush_batch_pages: float  # PTEs torn down per TB-flush round (MiFlushPteList per page directory: 512)
+    nt_pv_list_max_pages: float  # pages per round Windows sends as a GVA list; above it, a space flush [U]
+    # Linux guest
+    linux_sched_latency_ns: float  # guest CFS sched_latency (6 ms x (1 + ilog2(min(ncpus, 8))))
+    linux_min_granularity_ns: float  # guest CFS sched_min_granularity (0.75 ms x the same factor)
+    mmu_gather_pages: float  # pages an mmu_gather batches before it must flush (MAX_GATHER_BATCH_COUNT)
+    # workloads
+    copy_page_ns: float  # ebizzy: memcpy of one page
+    search_ns: float  # ebizzy: one bsearch of a chunk's records
     cpu_chunk_ns: float  # cpu-bound: one unit of work
+    # modelling choices ([U]; see CHOICES)
+    nt_fault_ws_lock: str = "none"
+    nt_idle_in_active_processors: str = "false"
+    eevdf_yield_next_buddy: str = "false"
 
     def cost(self, name: str) -> float:
         return float(getattr(self, name))
+
+    def choice(self, name: str) -> str:
+        return str(getattr(self, name))
+
+    def flag(self, name: str) -> bool:
+        """A true/false choice as a bool."""
+        return getattr(self, name) == "true"
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def digest(self) -> str:
-        """Content hash of the constants (the name is not part of it).
+        """Content hash of the constants and choices (the name is not part of it).
 
         Computed once per profile: every run key of a sweep or search trial hashes it in.
         """
         cached = self.__dict__.get("_digest")
         if cached is None:
-            costs = {k: float(v) for k, v in self.to_dict().items() if k != "name"}
-            cached = hashlib.sha256(json.dumps(costs, sort_keys=True).encode()).hexdigest()[:16]
+            content = {k: (v if k in CHOICES else float(v)) for k, v in self.to_dict().items() if k != "name"}
+            cached = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
             object.__setattr__(self, "_digest", cached)
         return cached
 
-    def replace(self, **costs: float) -> "CostProfile":
-        return profile_from_mapping({**self.to_dict(), **costs}, source=f"{self.name} (modified)")
+    def replace(self, **values: Any) -> "CostProfile":
+        return profile_from_mapping({**self.to_dict(), **values}, source=f"{self.name} (modified)")
 
 
 def cost_names() -> list[str]:
-    return [f.name for f in fields(CostProfile) if f.name != "name"]
+    """The numeric constants (what ``calibrate --fit`` can fit)."""
+    return [f.name for f in fields(CostProfile) if f.name != "name" and f.name not in CHOICES]
+
+
+def choice_names() -> list[str]:
+    return list(CHOICES)
 
 
 def profile_from_mapping(data: Mapping[str, Any], *, source: str) -> CostProfile:
-    """Build a profile from ``{name, costs...}``; every cost must be present, positive and known."""
+    """Build a profile from ``{name, costs: {...}, choices: {...}}``.
+
+    Every cost must be present, known and >= 0; choices are optional (each
+    defaults to its literature value) but must be known and one of their values.
+    """
     known = set(cost_names())
     costs = dict(data.get("costs", data))
     costs.pop("name", None)
+    raw_choices = dict(data.get("choices") or {})
+    for k in list(costs):
+        if k in CHOICES:  # a flat mapping may carry choices beside costs
+            raw_choices.setdefault(k, costs.pop(k))
+    costs.pop("choices", None)
+    costs.pop("description", None)
+    costs.pop("fitted_to", None)
     unknown = sorted(set(costs) - known)
     if unknown:
         raise ConfigError("profile", f"{source}: unknown cost {unknown[0]!r}; known costs: {', '.join(sorted(known))}")
     missing = [n for n in cost_names() if n not in costs]
     if missing:
         raise ConfigError("profile", f"{source}: missing cost {missing[0]!r}; every cost must be given")
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}
     for n in cost_names():
         v = costs[n]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             raise ConfigError("profile", f"{source}: cost {n} must be a number >= 0, got {v!r}")
         values[n] = float(v)
+    for n, v in raw_choices.items():
+        if n not in CHOICES:
+            raise ConfigError("profile", f"{source}: unknown choice {n!r}; known choices: {', '.join(CHOICES)}")
+        text = str(v).lower() if isinstance(v, bool) else str(v)
+        allowed = CHOICES[n][0]
+        if text not in allowed:
+            raise ConfigError("profile", f"{source}: choice {n} must be one of {', '.join(allowed)}, got {v!r}")
+        values[n] = text
     return CostProfile(name=str(data.get("name", source)), **values)
 
 

@@ -1,8 +1,8 @@
-"""Counters the engine bumps while it runs, and their reduction to a RunResult."""
+"""Counters the engine bumps while it runs (one set per VM), and their reduction to a RunResult."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(slots=True)
@@ -20,7 +20,13 @@ class Counters:
     fine_flushes: int = 0
     deferred_flushes: int = 0
     ple_exits: int = 0
+    directed_yields: int = 0
+    preemptions: int = 0
     shootdown_latency_ns: list[int] = field(default_factory=list)
+
+
+#: The integer counters (everything but the latency samples).
+COUNTER_NAMES = tuple(f.name for f in fields(Counters) if f.name != "shootdown_latency_ns")
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -32,3 +38,8 @@ def percentile(sorted_values: list[int], q: float) -> float:
     hi = min(lo + 1, len(sorted_values) - 1)
     frac = pos - lo
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+
+
+def mean_int(values: list[int]) -> int:
+    """A per-VM mean of a counter, rounded: counters stay integers in stored results."""
+    return round(sum(values) / len(values)) if values else 0
