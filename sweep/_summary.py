@@ -4,6 +4,10 @@ PV benefit is paired: each run carries its baseline's run_id, so benefit is the
 geometric mean over replicates of baseline / PV for real, sys and p99 latency
 (higher is better: "x times faster") and PV / baseline for ops/s. A pair in
 which either side crashed has no benefit; crashes are counted instead.
+
+Topology reads as sockets x cores per socket x threads per core (``SxCxT``), and
+where it changed nothing (the rows of a group agree on every metric) the group
+is one row, said once, so the rows where topology matters stand out.
 """
 
 from __future__ import annotations
