@@ -125,7 +125,7 @@ def _boot_vm(cfg: RunConfig, prof: CostProfile, sim: Simulation, host: Host, k: 
     rng = Random(f"{cfg.seed}:{k}:guest-scheduler")
     if cfg.guest_os == "windows-2016":
         kernel: Kernel = NtKernel(sim, host, prof, counters, rng, kvm, group_rng=Random(f"{cfg.seed}:{k}:group"),
-                                  **common)
+                                  enlightened=cfg.enlightenments, **common)
     else:
         kernel = LinuxKernel(sim, host, prof, counters, rng, kvm, pcid=cfg.guest_pcid, **common)
     kvm.vcpus = kernel.vcpus
@@ -135,7 +135,7 @@ def _boot_vm(cfg: RunConfig, prof: CostProfile, sim: Simulation, host: Host, k: 
         strategy = HyperVShootdown(kernel, prof, semantics=cfg.hv_semantics, trace=trace)
     else:
         strategy = STRATEGIES[cfg.flush_mode](kernel, prof)
-    kernel.on_vm_entry = strategy.on_vm_entry
+    kernel.on_vm_entry = strategy.on_vm_entry if strategy.has_entry_work else None
     kernel.strategy = strategy
     return kernel
 

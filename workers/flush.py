@@ -38,6 +38,9 @@ def mapping_range(t: "GuestThread", pages: int) -> tuple[int, int]:
 class Shootdown:
     """What every strategy shares: the local flush and the counters."""
 
+    #: Does KVM do deferred work for this strategy at VM entry (``on_vm_entry``)?
+    has_entry_work = False
+
     def __init__(self, kernel: "Kernel", profile: "CostProfile") -> None:
         self.k = kernel
         self.p = profile
@@ -116,6 +119,7 @@ class HyperVShootdown(Shootdown):
     pages, a space flush above it [U].
     """
 
+    has_entry_work = True
     _COUNTERS = {0x0002: "hc_flush_space", 0x0003: "hc_flush_list", 0x0013: "hc_flush_space_ex",
                  0x0014: "hc_flush_list_ex"}
 
@@ -135,6 +139,8 @@ class HyperVShootdown(Shootdown):
         self.exit_ns = int(profile.vm_exit_ns)
         self.entry_ns = int(profile.hv_list_entry_ns)
         self.list_max = int(profile.nt_pv_list_max_pages)
+        self._encoded: dict[tuple, list] = {}  # (targets, range) -> the calls encode_flush builds
+        self._native = NativeShootdown(kernel, profile)  # the fallback when no hypercall can be made
 
     def entry_flush_ns(self, v: VCpu) -> int:
         """Drain ``v``'s pending request (kvm_hv_vcpu_flush_tlb) and price it."""
@@ -151,7 +157,7 @@ class HyperVShootdown(Shootdown):
         return 0
 
     def on_vm_entry(self, v: VCpu) -> int:
-        if self.partition.pending(v.vp_index):
+        if (self.partition.pending_mask >> v.vp_index) & 1:
             return self.entry_flush_ns(v)
         return 0
 
@@ -172,13 +178,17 @@ class HyperVShootdown(Shootdown):
         if not targets:
             c.shootdown_latency_ns.append(local)
             return local
-        yield (COMPUTE, local, SYS)
         lo, hi = self._range(t, pages)
-        calls = self.hv.encode_flush(
-            self.hv.vp_mask(tv.vp_index for tv in targets),
-            present=self.present, address_space=PROCESS_CR3, start=lo, end=hi,
-        )
+        mask = k.target_mask(t.vcpu)  # vp_index == vCPU index, KVM's default
+        key = (mask, lo if hi is not None else -1, hi)
+        calls = self._encoded.get(key)
+        if calls is None:
+            calls = self.hv.encode_flush(mask, present=self.present, address_space=PROCESS_CR3, start=lo, end=hi)
+            if len(self._encoded) > 4096:
+                self._encoded.clear()
+            self._encoded[key] = calls
         fallback = not calls  # no hypercall possible (Linux: VP >= 64 without EX): native IPIs
+        owed = local  # the local flush, then each hypercall: one piece each
         for call in calls:
             v = t.vcpu
             res = self.partition.hypercall(v.vp_index, call.control, call.input)
@@ -194,7 +204,7 @@ class HyperVShootdown(Shootdown):
                 fallback = True  # Linux: any failure -> native_flush_tlb_multi()
                 continue
             kicked = 0
-            for vp in self.hv.vps_of_mask(res.flushed_mask):
+            for vp in self.partition.vps_of(res.flushed_mask):
                 tv = self.by_vp[vp]
                 if tv is v:
                     continue
@@ -208,12 +218,14 @@ class HyperVShootdown(Shootdown):
                     k.post_irq(tv, self.exit_ns + self.entry_flush_ns(tv))
             cost = self.call_ns + self.kick_ns * kicked + (self.ack_ns if kicked else 0)
             cost += self.entry_ns * max(0, len(call.input) // 8 - 3)  # the GVA entries and banks written
-            if self.partition.pending(v.vp_index):  # the caller flushes itself on return
+            if (self.partition.pending_mask >> v.vp_index) & 1:  # the caller flushes itself on return
                 cost += self.entry_flush_ns(v)
-            yield (COMPUTE, cost, SYS)
+            yield (COMPUTE, owed + cost, SYS)
+            owed = 0
+        if owed:
+            yield (COMPUTE, owed, SYS)
         if fallback:
-            native = NativeShootdown(k, self.p)
-            yield from native.send_ipis(t, targets, pages, start_ns, 0)
+            yield from self._native.send_ipis(t, targets, pages, start_ns, 0)
             return 0
         c.shootdown_latency_ns.append(k.sim.now - start_ns)
         return 0
@@ -227,6 +239,8 @@ def _trace_dict(res: Any) -> dict[str, Any]:
 class KvmPvShootdown(NativeShootdown):
     """``kvm_flush_tlb_others`` (arch/x86/kernel/kvm.c): skip targets whose steal-time byte says
     preempted (setting KVM_VCPU_FLUSH_TLB for their next entry), IPI the rest and wait for them."""
+
+    has_entry_work = True
 
     def on_vm_entry(self, v: VCpu) -> int:
         if v.st_flush:  # record_steal_time(): xchg(&st->preempted, 0) & KVM_VCPU_FLUSH_TLB

@@ -78,7 +78,7 @@ class HostTask:
 
     __slots__ = (
         "state", "pcpu", "rq", "vruntime", "deadline", "vlag", "dispatched_at", "runnable_since",
-        "rq_seq", "run_ns", "wait_ns", "dispatches", "involuntary", "fresh",
+        "rq_seq", "run_ns", "wait_ns", "involuntary", "fresh",
     )
 
     def __init__(self) -> None:
@@ -93,7 +93,6 @@ class HostTask:
         self.rq_seq = -1
         self.run_ns = 0
         self.wait_ns = 0  # runnable but not running: steal, as the guest's steal-time page reports it
-        self.dispatches = 0
         self.involuntary = False  # descheduled while runnable (KVM: vcpu->preempted = true in kvm_sched_out)
         self.fresh = True  # not dispatched yet in this run
 
@@ -152,7 +151,6 @@ class Host:
         self._idle_rr = 0
         self._seq = 0
         self.busy_ns = 0
-        self.context_switches = 0
         self.probe: Probe | None = None
         self._wake_batch: list[HostTask] = []
         self._rq_of_new = 0
@@ -255,7 +253,6 @@ class Host:
         task.pcpu = rq.cpu
         task.rq = rq.cpu
         task.dispatched_at = now
-        task.dispatches += 1
         rq.curr = task
         self.idle.discard(rq.cpu)
         if self.eevdf:
@@ -272,12 +269,25 @@ class Host:
             rq.slice_end = now + left
             if self.eevdf:
                 task.deadline = task.vruntime + left
-        self.context_switches += 1
         if self.probe is not None:
             self.probe.dispatch(now, rq.cpu, task)
         task.on_dispatch(self.switch_ns)
         if rq.curr is task and rq.waiting:
             self._arm(rq)
+
+    def _min_vruntime(self, rq: RunQueue) -> int:
+        """``update_min_vruntime()``: the smallest vruntime on the queue, current task included; it
+        only moves forward. Updated where it is read (placement, migration), not at every switch."""
+        cur = rq.curr
+        low = self._leftmost(rq)
+        mv = rq.min_vruntime
+        if cur is not None:
+            cv = cur.vruntime + (self.sim.now - cur.dispatched_at)
+            mv = max(mv, min(cv, low.vruntime) if low is not None else cv)
+        elif low is not None:
+            mv = max(mv, low.vruntime)
+        rq.min_vruntime = mv
+        return mv
 
     def _sched_slice(self, rq: RunQueue) -> int:
         """CFS ``sched_slice()`` for equal weights, floored at the min granularity."""
@@ -297,12 +307,6 @@ class Host:
             self.probe.deschedule(self.sim.now, rq.cpu, task)
         rq.curr = None
         task.pcpu = -1
-        rq.timer_tok += 1
-        rq.timer_at = -1
-        low = self._leftmost(rq)
-        lowest = min(task.vruntime, low.vruntime) if low is not None else task.vruntime
-        if lowest > rq.min_vruntime:  # update_min_vruntime(): it only moves forward
-            rq.min_vruntime = lowest
         task.on_deschedule()
         return rq
 
@@ -328,7 +332,8 @@ class Host:
         if task is None:
             return None
         self._dequeue(busiest, task)
-        task.vruntime = task.vruntime - busiest.min_vruntime + rq.min_vruntime  # migrate: renormalise
+        # migrate: renormalise against both queues' min_vruntime (update_min_vruntime() at the move)
+        task.vruntime = task.vruntime - self._min_vruntime(busiest) + self._min_vruntime(rq)
         if self.eevdf:
             task.deadline = task.vruntime + self.min_gran
         task.rq = rq.cpu
@@ -340,7 +345,7 @@ class Host:
         rq = self.rqs[self._rq_of_new % self.pcpus]
         self._rq_of_new += 1
         task.rq = rq.cpu
-        task.vruntime = rq.min_vruntime
+        task.vruntime = self._min_vruntime(rq)
         task.deadline = task.vruntime + self.min_gran
         if halted:
             task.state = HALTED
@@ -406,15 +411,7 @@ class Host:
             task.vruntime = self._avg_vruntime(rq) - lag
             task.deadline = task.vruntime + self.min_gran
             return
-        cur = rq.curr
-        low = self._leftmost(rq)
-        mv = rq.min_vruntime
-        if cur is not None:
-            cv = cur.vruntime + (self.sim.now - cur.dispatched_at)
-            mv = max(mv, min(cv, low.vruntime) if low is not None else cv)
-        elif low is not None:
-            mv = max(mv, low.vruntime)
-        rq.min_vruntime = mv
+        mv = self._min_vruntime(rq)
         floor = mv - self.latency // 2  # GENTLE_FAIR_SLEEPERS: half a latency of sleeper credit
         if task.vruntime < floor:
             task.vruntime = floor
@@ -546,8 +543,9 @@ class Host:
         at = -(-rq.slice_end // tick) * tick
         if at < self.sim.now:
             at = self.sim.now
-        if rq.timer_at == at:
-            return
+        pending = rq.timer_at
+        if pending >= 0 and pending <= at:
+            return  # the pending timer fires first and re-arms for this slice (one heap entry per queue)
         rq.timer_tok += 1
         rq.timer_at = at
         self.sim.at(at, self._slice_tick, (rq, rq.timer_tok))
@@ -559,6 +557,11 @@ class Host:
         rq.timer_at = -1
         cur = rq.curr
         if cur is None or not rq.waiting:
+            return
+        now = self.sim.now
+        tick = self.tick_ns
+        if -(-rq.slice_end // tick) * tick > now:  # armed for an earlier task's slice
+            self._arm(rq)
             return
         self._preempt(cur)
 

@@ -43,6 +43,12 @@ CHOICES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "false: a processor that goes idle leaves the process's ActiveProcessors (NT 5.2 SwapContext, "
         "ctxswap.asm); true: it keeps the address space loaded and stays a flush target [U for NT 10]",
     ),
+    "nt_runtime_discounts_steal": (
+        ("true", "false"), "true",
+        "with Hyper-V enlightenments (hv-runtime: HV_X64_MSR_VP_RUNTIME, which QEMU documents as "
+        "giving the guest 'an idea of how much time was stolen from it'), NT leaves host-preempted "
+        "time out of thread times; without them a tick gap, steal included, is charged [U]",
+    ),
     "eevdf_yield_next_buddy": (
         ("false", "true"), "false",
         "EEVDF hosts: whether yield_to's next buddy is honoured (NEXT_BUDDY is off by default in 6.6+) [U]",
@@ -106,6 +112,7 @@ class CostProfile:
     # modelling choices ([U]; see CHOICES)
     nt_fault_ws_lock: str = "none"
     nt_idle_in_active_processors: str = "false"
+    nt_runtime_discounts_steal: str = "true"
     eevdf_yield_next_buddy: str = "false"
 
     def cost(self, name: str) -> float:

@@ -94,11 +94,12 @@ def _linux_munmap(k: "Kernel", t: "GuestThread", shootdown, pages: int, mmap_sem
     p = k.p
     gather = int(p.mmu_gather_pages)
     yield (LOCK, mmap_sem, EXCLUSIVE)
-    yield (COMPUTE, int(p.syscall_ns), SYS)
+    owed = int(p.syscall_ns)
     for done in range(0, pages, gather):
         n = min(gather, pages - done)
-        owed = yield from shootdown(t, n, int(p.unmap_page_ns * n))  # zap, then tlb_flush_mmu -> flush_tlb_mm_range
+        owed = yield from shootdown(t, n, owed + int(p.unmap_page_ns * n))  # zap, then tlb_flush_mmu
         yield (COMPUTE, int(p.free_page_ns * n) + owed, SYS)  # tlb_flush_mmu_free: pages go back after the flush
+        owed = 0
     yield (UNLOCK, mmap_sem)
 
 
@@ -140,8 +141,7 @@ def ebizzy(k: "Kernel", t: "GuestThread", cfg: "RunConfig", shootdown, rng: Rand
     if cfg.ebizzy_alloc == "mmap":  # -m
         while k.sim.now < end:
             yield from _linux_mmap(k, sem)
-            yield (TOUCH, sem, chunk_pages, SHARED)
-            yield (COMPUTE, copy_ns + search_ns, USER)
+            yield (TOUCH, sem, chunk_pages, SHARED, copy_ns + search_ns)  # the memcpy faults the chunk in
             yield from _linux_munmap(k, t, shootdown, chunk_pages, sem)
             t.ops += 1
         return
@@ -149,15 +149,14 @@ def ebizzy(k: "Kernel", t: "GuestThread", cfg: "RunConfig", shootdown, rng: Rand
     trim = max(0, cfg.ebizzy_chunk_kib * 1024 - GLIBC_TOP_PAD) // PAGE_SIZE
     per_page_zap = int(p.unmap_page_ns)
     per_page_free = int(p.free_page_ns)
-    first = True
+    faults = chunk_pages  # the first record faults the whole chunk in
     while k.sim.now < end:
-        yield (TOUCH, sem, chunk_pages if first else trim, SHARED)  # the copy faults the trimmed pages back
-        first = False
-        yield (COMPUTE, copy_ns + search_ns, USER)
+        # the memcpy faults the trimmed pages back as it goes: one piece of faults and copying
+        yield (TOUCH, sem, faults, SHARED, copy_ns + search_ns)
+        faults = trim
         if trim:
-            yield (COMPUTE, int(p.syscall_ns), SYS)  # free -> heap_trim -> shrink_heap -> madvise
-            yield (LOCK, sem, SHARED)  # madvise_need_mmap_write(MADV_DONTNEED) == 0
-            owed = yield from shootdown(t, trim, per_page_zap * trim)
+            yield (LOCK, sem, SHARED)  # free -> heap_trim -> shrink_heap -> madvise(MADV_DONTNEED): read
+            owed = yield from shootdown(t, trim, int(p.syscall_ns) + per_page_zap * trim)
             yield (COMPUTE, per_page_free * trim + owed, SYS)
             yield (UNLOCK, sem)
         t.ops += 1

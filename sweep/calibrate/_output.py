@@ -19,6 +19,7 @@ import yaml
 
 from sweep.calibrate._fit import FitResult
 from workers import cost_names, profile_from_mapping
+from workers.profiles import choice_names
 
 _COST_LINE = re.compile(r"^\s+(?P<name>[a-z_]+):\s*[^#\s]+\s*(?:#\s?(?P<comment>.*))?$")
 
@@ -91,6 +92,11 @@ def profile_yaml(result: FitResult, *, name: str, max_error: float, comments: Ma
             note = f"fitted: base {_yaml_number(b.base)} x{value / b.base:.3f}, bounds {_yaml_number(b.low)}..{_yaml_number(b.high)}"
         else:
             note = comments.get(n, "")
+        lines.append(f"{entry.ljust(width)}  # {note}" if note else entry)
+    lines.append("choices:  # unconfirmed mechanisms ([U]), kept from the base profile")
+    for n in choice_names():
+        entry = f"  {n}: {yaml.safe_dump(fitted.choice(n)).splitlines()[0]}"
+        note = comments.get(n, "")
         lines.append(f"{entry.ljust(width)}  # {note}" if note else entry)
     return "\n".join(lines) + "\n"
 

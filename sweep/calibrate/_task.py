@@ -20,9 +20,9 @@ from workers import CostProfile, RunConfig, profile_from_mapping, run_key
 
 @dataclass(frozen=True, slots=True)
 class CandidateTask(RunTask):
-    """A RunTask whose config names a candidate profile, with that profile's constants (ns)."""
+    """A RunTask whose config names a candidate profile, with that profile's constants (ns) and choices."""
 
-    costs: Mapping[str, float] = field(default_factory=dict)
+    costs: Mapping[str, float | str] = field(default_factory=dict)
 
 
 def candidate_task(config: RunConfig, profile: CostProfile) -> CandidateTask:

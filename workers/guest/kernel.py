@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 #: KVM_VMX_DEFAULT_PLE_WINDOW_MAX is INT_MAX / 2 cycles: 2**18 times the 4096-cycle base window.
 PLE_WINDOW_MAX_FACTOR = 1 << 18
+#: A piece that interrupt work stretched by at most this much more ends now and its vCPU
+#: owes the rest as interrupt time before its next piece: time is conserved, the order of
+#: the last microsecond is not. Without it a busy IPI target re-posts a piece about
+#: log(1/stretch) times (each re-post lets more interrupts in).
+STRETCH_SLACK_NS = 1000
 
 
 class Kernel:
@@ -102,6 +107,10 @@ class Kernel:
         """The vCPUs other than ``v`` whose TLBs may hold the process's translations."""
         raise NotImplementedError
 
+    def target_mask(self, v: VCpu) -> int:
+        """``shootdown_targets(v)`` as a bitmask of vCPU indexes."""
+        raise NotImplementedError
+
     def sleep_end(self, ns: int) -> int:
         """When a sleep of ``ns`` requested now ends (the guest timer's rounding)."""
         raise NotImplementedError
@@ -152,7 +161,6 @@ class Kernel:
         """A thread can run (its ``act`` says what it resumes): on an idle vCPU the OS picks, else queued."""
         v = self.pick_vcpu(t)
         if v is None:
-            t.ready_since = self.sim.now
             self.ready.append(t)
             return
         self._idle_remove(v)
@@ -282,7 +290,10 @@ class Kernel:
         now = self.sim.now
         v.oncpu_base += now - v.dispatched_at
         t = v.thread
-        in_kernel = t is not None and (t.mode == SYS or v.irq_until > now)
+        # CPL at the preemption (preempted_in_kernel): a TOUCH alternates faults (kernel) and the
+        # user stores or copy between them, so it is in kernel with the probability of its sys share
+        in_kernel = t is not None and (
+            v.irq_until > now or (t.mode == SYS and (not t.user_share or self.rng.random() >= t.user_share)))
         if v.piece != P_NONE:
             self._pause_piece(v)
         # booked work not done by now goes back to pending, and its waits lose their known deadline
@@ -395,9 +406,13 @@ class Kernel:
         v, tok = arg
         if tok != v.tok:
             return
-        if self.sim.now < v.piece_end:  # stretched by interrupt work booked meanwhile
-            self.sim.at(v.piece_end, self._piece_done, arg)
-            return
+        now = self.sim.now
+        if now < v.piece_end:  # stretched by interrupt work booked meanwhile
+            owed = v.piece_end - now
+            if owed > STRETCH_SLACK_NS:
+                self.sim.at(v.piece_end, self._piece_done, arg)
+                return
+            v.irq_until = (v.irq_until if v.irq_until > now else now) + owed
         v.piece = P_NONE
         t = v.thread
         t.remaining = 0
@@ -414,7 +429,6 @@ class Kernel:
         while True:
             if self.ready and t.locks_held == 0 and sim.now >= t.quantum_end:
                 t.act = A_NEXT  # quantum expired at a safe point: round robin
-                t.ready_since = sim.now
                 self.ready.append(t)
                 self._leave(v, t)
                 return
@@ -463,7 +477,7 @@ class Kernel:
                 self._advance(v)
                 return
             if code == TOUCH:
-                if self._touch(v, t, op[1], op[2], op[3]):
+                if self._touch(v, t, op[1], op[2], op[3], op[4] if len(op) > 4 else None):
                     self._advance(v)
                 return
             if code == SLEEP:
@@ -549,19 +563,19 @@ class Kernel:
         self._leave(v, t)
 
     # --- page faults (TOUCH): the lock is taken per page, so writers revoke it ------------------------
-    def _touch_share(self, t: GuestThread) -> float:
-        return float(self.p.touch_user_ns) / t.touch_rate if t.touch_rate else 0.0
-
-    def _touch(self, v: VCpu, t: GuestThread, lock: Lock, pages: int, shared: bool) -> bool:
-        """Fault in ``pages`` fresh pages; True if faulting started now (else ``t`` waits for ``lock``)."""
-        rate = int(self.p.fault_ns + self.p.touch_user_ns)
-        t.touch_rate = rate
-        t.remaining = rate * pages
+    def _touch(self, v: VCpu, t: GuestThread, lock: Lock | None, pages: int, shared: bool,
+               user_ns: int | None) -> bool:
+        """Fault in ``pages`` fresh pages (with ``user_ns`` of user work between the faults, by
+        default a store per page); True if faulting started now (else ``t`` waits for ``lock``)."""
+        if user_ns is None:
+            user_ns = int(self.p.touch_user_ns * pages)
+        total = int(self.p.fault_ns * pages) + user_ns
+        t.remaining = total
+        t.touch_share = user_ns / total if total else 0.0
         t.touch_lock = lock
         t.touch_left = pages
-        t.touch_shared = shared
+        t.touch_shared = shared and lock is not None
         if lock is None:  # faults that take no lock the unmapper holds
-            t.touch_shared = False
             self._begin_touch(t, None)
             return True
         if not self._acquire(v, t, lock, shared):
@@ -570,13 +584,13 @@ class Kernel:
         self._begin_touch(t, lock)
         return True
 
-    def _begin_touch(self, t: GuestThread, lock: Lock) -> None:
+    def _begin_touch(self, t: GuestThread, lock: Lock | None) -> None:
         if t.touch_shared:
             lock.revocable.append(t)
         if t.vcpu is not None:
             self._account(t)
         t.mode = SYS
-        t.user_share = float(self.p.touch_user_ns) / t.touch_rate if t.touch_rate else 0.0
+        t.user_share = t.touch_share
         t.act = A_TOUCH
 
     def _touch_done(self, t: GuestThread) -> None:

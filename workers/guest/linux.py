@@ -43,6 +43,7 @@ class LinuxKernel(Kernel):
         p = self.p
         self.pcid = pcid
         self.mm_mask = 0  # mm_cpumask(mm)
+        self._targets: dict[int, list[VCpu]] = {}  # mask -> its vCPUs
         self.ceiling = int(p.flush_ceiling_pages)
         self.csd_ns = int(p.steal_check_ns)  # a coalesced csd: the tlb_gen check and csd_unlock
         self.flush_full = int(p.flush_full_ns)
@@ -96,14 +97,24 @@ class LinuxKernel(Kernel):
             v.missed_flush = True
 
     # --- TLB flush --------------------------------------------------------------------------
+    def target_mask(self, v: VCpu) -> int:
+        return self.mm_mask & ~v.bit
+
     def shootdown_targets(self, v: VCpu) -> list[VCpu]:
         mask = self.mm_mask & ~v.bit
+        cached = self._targets.get(mask)
+        if cached is not None:
+            return cached
         out = []
         vcpus = self.vcpus
-        while mask:
-            low = mask & -mask
-            mask ^= low
+        m = mask
+        while m:
+            low = m & -m
+            m ^= low
             out.append(vcpus[low.bit_length() - 1])
+        if len(self._targets) > 4096:
+            self._targets.clear()
+        self._targets[mask] = out  # callers only read it: mm_cpumask rarely changes under a busy mm
         return out
 
     def flush_cost(self, pages: int) -> int:

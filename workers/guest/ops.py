@@ -17,7 +17,7 @@ class Op(IntEnum):
     UNLOCK = 2  # (UNLOCK, lock)
     WAIT_ACKS = 3  # (WAIT_ACKS, wait): spin in kernel until every shootdown target acknowledged
     SLEEP = 4  # (SLEEP, ns): block for ns as the guest's timer rounds it; the vCPU may halt
-    TOUCH = 5  # (TOUCH, lock, pages): demand-zero faults on fresh pages under ``lock`` held shared
+    TOUCH = 5  # (TOUCH, lock, pages, shared[, user_ns]): demand-zero faults on fresh pages, ``lock`` held per fault
 
 
 class Mode(IntEnum):

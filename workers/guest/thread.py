@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Generator
 
-from workers.guest.ops import A_NEXT, USER
+from workers.guest.ops import A_NEXT, USER, Activity, Mode
 
 if TYPE_CHECKING:
     from workers.guest.locks import Lock
@@ -18,7 +18,7 @@ class GuestThread:
         "tid", "gen", "vcpu", "last_vcpu", "ideal_vcpu", "act", "remaining", "mode", "clock0",
         "user_ns", "sys_ns", "spin_ns", "spin_since", "spin_budget", "wait", "locks_held",
         "lock_wait_since", "lock_wait_ns", "waiting_for", "quantum_end", "ops", "done_at",
-        "touch_lock", "touch_left", "touch_rate", "touch_shared", "revoked", "user_share", "ready_since",
+        "touch_lock", "touch_left", "touch_shared", "touch_share", "revoked", "user_share",
     )
 
     def __init__(self, tid: int, ideal_vcpu: int) -> None:
@@ -47,7 +47,10 @@ class GuestThread:
         self.done_at = -1
         self.touch_lock: Lock | None = None
         self.touch_left = 0  # pages still to fault in the current TOUCH
-        self.touch_rate = 0  # ns per page (fault + store)
         self.touch_shared = True
+        self.touch_share = 0.0  # the TOUCH's user share, kept across a revocation
         self.revoked = False  # a writer took the TOUCH lock away at the next page boundary
-        self.ready_since = -1
+
+    def __repr__(self) -> str:
+        where = f"vCPU {self.vcpu.index}" if self.vcpu is not None else "off-vCPU"
+        return f"<thread {self.tid} {Activity(self.act).name} {Mode(self.mode).name} {where}>"

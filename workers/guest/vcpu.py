@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from workers.guest.ops import P_NONE
-from workers.host import HostTask
+from workers.guest.ops import P_NONE, Piece
+from workers.host import STATE_NAMES, HostTask
 
 if TYPE_CHECKING:
     from workers.guest.kernel import Kernel
@@ -92,7 +92,8 @@ class VCpu(HostTask):
         self.kernel.vcpu_left(self)
 
     def __repr__(self) -> str:
-        return f"<vCPU {self.kernel.vm_index}.{self.index}>"
+        return (f"<vCPU {self.kernel.vm_index}.{self.index} {STATE_NAMES[self.state]} {Piece(self.piece).name}"
+                f" thread={self.thread.tid if self.thread is not None else None}>")
 
 
 __all__ = ["VCpu", "Wait"]

@@ -6,7 +6,9 @@
   its thread current, so the gap, steal included, lands in that thread's user or
   sys time at the next tick; interrupt-level time goes to the processor's
   InterruptTime, not to the thread. So a thread's clock is wall time while it is
-  current on a vCPU, minus the interrupt work done there.
+  current on a vCPU, minus the interrupt work done there. With Hyper-V
+  enlightenments the VP runtime MSR tells the guest what was stolen; whether NT
+  then leaves steal out is the profile choice ``nt_runtime_discounts_steal`` [U].
 * **Shootdown targets** are the process's ``ActiveProcessors`` minus the caller
   (``KeFlushProcessTb``): the processors whose current thread belongs to it.
   ``SwapContext`` clears the bit when a processor switches to another process,
@@ -46,9 +48,10 @@ GROUP_SIZE = 64
 class NtKernel(Kernel):
     os_name = "windows"
 
-    def __init__(self, *args, group_rng: Random, **kwargs) -> None:
+    def __init__(self, *args, group_rng: Random, enlightened: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         p = self.p
+        self.steal_discounted = enlightened and p.flag("nt_runtime_discounts_steal")
         self.active = 0  # Process->ActiveProcessors, a bitmask of vCPU indexes
         self.idle_stays_active = p.flag("nt_idle_in_active_processors")
         self.tick_ns = int(p.nt_tick_ns)
@@ -67,6 +70,8 @@ class NtKernel(Kernel):
         busy = v.irq_booked
         if v.state == RUNNING and v.irq_until > now:
             busy -= v.irq_until - now
+        if self.steal_discounted:  # pCPU time only, as Linux with steal time
+            return v.oncpu_base + (now - v.dispatched_at if v.state == RUNNING else 0) - busy
         return now - busy
 
     def thread_quantum_ns(self, threads_per_vcpu: int) -> int:
@@ -102,6 +107,9 @@ class NtKernel(Kernel):
             self.active &= ~v.bit
 
     # --- TB flush --------------------------------------------------------------------------
+    def target_mask(self, v: VCpu) -> int:
+        return self.active & ~v.bit
+
     def shootdown_targets(self, v: VCpu) -> list[VCpu]:
         mask = self.active & ~v.bit
         if not mask:

@@ -287,6 +287,10 @@ class Partition:
         # SynDBG is not exposed: KVM allows the debug calls so they end as INVALID_HYPERCALL_CODE.
         return frozenset(denied)
 
+    def vps_of(self, mask: int) -> tuple[int, ...]:
+        """The VP indexes in ``mask``, ascending (memoised: shootdowns repeat their target sets)."""
+        return self._vps_of(mask)
+
     def _vps_of(self, mask: int) -> tuple[int, ...]:
         if mask == self._all_mask:
             return self._all_vps
