@@ -1,10 +1,12 @@
-"""The seed-ws2016 profile reproduces the 2018 measurement (Vitaly Kuznetsov's PV TLB flush v2 cover letter).
+"""The seed-ws2016 profile against the 2018 measurement (Vitaly Kuznetsov's PV TLB flush v2 cover letter).
 
-WS2016, 128 vCPUs on 12 pCPUs, 65 threads x 50 mmap/munmap of 16384 pages:
-native real 22.46 s / sys 86.33 s, hyperv-pv real 19.30 s / sys 36.25 s, user ~0.9-1.0 s;
-without overcommit (12 vCPUs on 12 pCPUs) native and PV within 5% of each other.
-The "before" runs had no Hyper-V enlightenments: WS2016 >64 vCPUs + non-flat topology +
-any enlightenment crashes at boot without PV flush.
+WS2016, 128 vCPUs on 12 pCPUs, 65 threads x 50 mmap/munmap of 16384 pages, booted as
+64x1x2 and as 8x16x1: native ("before": no Hyper-V enlightenments, since WS2016 with
+>64 vCPUs, a non-flat topology and any enlightenment crashes at boot without PV flush)
+real 22.46 s / user 0.99 s / sys 86.33 s, hyperv-pv real 19.30 s / user 0.91 s /
+sys 36.25 s, each within 10 %; the benefit a user reads off, native/PV real 1.164x
+within 5 % and sys 2.38x within 10 %; and 12 vCPUs on 12 pCPUs: native and PV within
+5 % of each other on real and sys.
 """
 
 from __future__ import annotations
@@ -19,40 +21,60 @@ pytestmark = pytest.mark.slow
 
 SEED = dict(guest_os="windows-2016", pcpus=12, threads=65, iterations=50, pages=16384,
             hv_semantics="kvm-2018", profile="seed-ws2016")
+MEASURED = {"native": (22.464, 0.990, 86.3276), "hyperv-pv": (19.304, 0.908, 36.249)}
+TOPOLOGIES = ["64x1x2", "8x16x1"]
 
 
 @functools.cache
-def seed_run(mode: str, vcpus: int, topology: str):
-    cfg = RunConfig(**SEED, vcpus=vcpus, topology=topology, flush_mode=mode, enlightenments=mode == "hyperv-pv")
-    return simulate(cfg)
+def seed_run(mode: str, vcpus: int, topology: str, threads: int = 65, iterations: int = 50):
+    cfg = RunConfig(**{**SEED, "threads": threads, "iterations": iterations}, vcpus=vcpus, topology=topology,
+                    flush_mode=mode, enlightenments=mode == "hyperv-pv")
+    r = simulate(cfg)
+    assert r.outcome == "ok", r.crash_reason
+    return r
 
 
-@pytest.mark.parametrize("topology", ["64x1x2", "8x16x1"])
-def test_seed_profile_reproduces_real_time_and_pv_sys_time(topology):
-    native = seed_run("native", 128, topology)
-    pv = seed_run("hyperv-pv", 128, topology)
-    assert native.outcome == pv.outcome == "ok"
-    assert native.real_s == pytest.approx(22.46, rel=0.10)
-    assert pv.real_s == pytest.approx(19.30, rel=0.10)
-    assert pv.sys_s == pytest.approx(36.25, rel=0.10)
-    for r in (native, pv):
-        assert 0.8 <= r.user_s <= 1.1
-    # the direction the 2018 series is about: PV flush saves sys time and real time under overcommit
-    assert native.sys_s > pv.sys_s and native.real_s > pv.real_s
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("mode", ["native", "hyperv-pv"])
+def test_seed_real_and_user_times(mode, topology):
+    r = seed_run(mode, 128, topology)
+    real, user, _ = MEASURED[mode]
+    assert r.real_s == pytest.approx(real, rel=0.10)
+    assert r.user_s == pytest.approx(user, rel=0.10)
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_seed_pv_sys_time(topology):
+    assert seed_run("hyperv-pv", 128, topology).sys_s == pytest.approx(MEASURED["hyperv-pv"][2], rel=0.10)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known model limitation: native sys (86.33 s) rises 15x more than native real in the measurement, "
-    "which needs shootdown waits that overlap across threads; with unmapping serialised by the "
-    "address-space lock the model's native sys stays well below it (see the seed profile's fitted_to notes)"))
-def test_seed_profile_reproduces_native_sys_time():
-    assert seed_run("native", 128, "64x1x2").sys_s == pytest.approx(86.33, rel=0.10)
+    "model limitation (issue 14): the Cygwin test's threads queue on mmap_guard, so at most ~2 "
+    "of them are runnable and the 12 pCPUs never fill; native then has too little host "
+    "contention to accrue the measured +50 s of kernel-mode steal (see README, Calibration)"))
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_seed_native_sys_time(topology):
+    assert seed_run("native", 128, topology).sys_s == pytest.approx(MEASURED["native"][2], rel=0.10)
+
+
+@pytest.mark.xfail(strict=True, reason="model limitation (issue 14): the benefit ratios follow native sys, see above")
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_seed_benefit_ratios(topology):
+    native, pv = seed_run("native", 128, topology), seed_run("hyperv-pv", 128, topology)
+    assert native.real_s / pv.real_s == pytest.approx(22.464 / 19.304, rel=0.05)
+    assert native.sys_s / pv.sys_s == pytest.approx(86.3276 / 36.249, rel=0.10)
+
+
+def test_the_direction_of_the_benefit_holds():
+    """Whatever its size, PV flush saves real and sys time under this overcommit."""
+    native, pv = seed_run("native", 128, "64x1x2"), seed_run("hyperv-pv", 128, "64x1x2")
+    assert native.real_s > pv.real_s and native.sys_s > pv.sys_s
+    assert pv.deferred_flushes > 0 and native.deferred_flushes == 0
 
 
 @pytest.mark.parametrize("topology", ["6x1x2", "1x12x1"])
 def test_without_overcommit_native_and_pv_agree(topology):
-    native = seed_run("native", 12, topology)
-    pv = seed_run("hyperv-pv", 12, topology)
+    native = seed_run("native", 12, topology, threads=64, iterations=100)
+    pv = seed_run("hyperv-pv", 12, topology, threads=64, iterations=100)
     assert native.real_s == pytest.approx(pv.real_s, rel=0.05)
     assert native.sys_s == pytest.approx(pv.sys_s, rel=0.05)
-    assert pv.deferred_flushes > 0 and native.deferred_flushes == 0

@@ -102,8 +102,6 @@ class HostTask:
     def on_deschedule(self) -> None:
         """Called when the task loses its pCPU (preempted, yielded or halted); ``involuntary`` is set."""
 
-    def on_enqueue(self) -> None:
-        """Called when the task joins a runqueue (woken, preempted or yielded)."""
 
 
 class RunQueue:
@@ -147,6 +145,7 @@ class Host:
         self.wakeup_gran = min_granularity_ns * 4 // 3  # 1 ms x factor
         self.factor = factor
         self.rqs = [RunQueue(c) for c in range(pcpus)]
+        self._slices = [self._slice_for(n) for n in range(64)]
         self.idle: set[int] = set(range(pcpus))
         self._idle_rr = 0
         self._seq = 0
@@ -167,7 +166,6 @@ class Host:
         task.rq_seq = self._seq
         heappush(rq.heap, (self._key(task), self._seq, task))
         rq.waiting += 1
-        task.on_enqueue()
 
     def _dequeue(self, rq: RunQueue, task: HostTask) -> None:
         """Take a waiting task out of its queue (lazy: the heap entry goes stale)."""
@@ -291,7 +289,13 @@ class Host:
 
     def _sched_slice(self, rq: RunQueue) -> int:
         """CFS ``sched_slice()`` for equal weights, floored at the min granularity."""
-        nr = rq.nr_running()
+        nr = rq.waiting + (rq.curr is not None)
+        table = self._slices
+        if nr < len(table):
+            return table[nr]
+        return self._slice_for(nr)
+
+    def _slice_for(self, nr: int) -> int:
         period = self.latency if nr <= SCHED_NR_LATENCY else nr * self.min_gran
         s = period // max(nr, 1)
         return s if s > self.min_gran else self.min_gran
