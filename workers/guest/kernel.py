@@ -35,11 +35,12 @@ if TYPE_CHECKING:
 
 #: KVM_VMX_DEFAULT_PLE_WINDOW_MAX is INT_MAX / 2 cycles: 2**18 times the 4096-cycle base window.
 PLE_WINDOW_MAX_FACTOR = 1 << 18
-#: A piece that interrupt work stretched by at most this much more ends now and its vCPU
-#: owes the rest as interrupt time before its next piece: time is conserved, the order of
-#: the last microsecond is not. Without it a busy IPI target re-posts a piece about
-#: log(1/stretch) times (each re-post lets more interrupts in).
-STRETCH_SLACK_NS = 1000
+#: A piece that interrupt work stretched by at most this much more ends now, and the thread
+#: owes the rest (``GuestThread.owed``) to its next piece: its time is conserved, interrupts are not
+#: delayed, only the order of the thread's last few microseconds and its next op changes.
+#: Without it a busy IPI target re-posts a piece about log(1/stretch) times (each re-post
+#: lets more interrupts in).
+STRETCH_SLACK_NS = 2000
 
 
 class Kernel:
@@ -366,6 +367,9 @@ class Kernel:
             if act == A_TOUCH and t.revoked:
                 self._revoke_now(v, t)
                 return
+            if t.owed:
+                t.remaining += t.owed
+                t.owed = 0
             v.piece = P_THREAD
             v.piece_start = start
             v.piece_irq = 0
@@ -412,7 +416,7 @@ class Kernel:
             if owed > STRETCH_SLACK_NS:
                 self.sim.at(v.piece_end, self._piece_done, arg)
                 return
-            v.irq_until = (v.irq_until if v.irq_until > now else now) + owed
+            v.thread.owed += owed
         v.piece = P_NONE
         t = v.thread
         t.remaining = 0
@@ -439,9 +443,10 @@ class Kernel:
                 return
             code = op[0]
             if code == COMPUTE:
-                rem = op[1]
+                rem = op[1] + t.owed
                 if rem <= 0:
                     continue
+                t.owed = 0
                 t.act = A_COMPUTE
                 t.remaining = rem
                 if t.mode != op[2] or t.user_share:

@@ -18,7 +18,7 @@ class GuestThread:
         "tid", "gen", "vcpu", "last_vcpu", "ideal_vcpu", "act", "remaining", "mode", "clock0",
         "user_ns", "sys_ns", "spin_ns", "spin_since", "spin_budget", "wait", "locks_held",
         "lock_wait_since", "lock_wait_ns", "waiting_for", "quantum_end", "ops", "done_at",
-        "touch_lock", "touch_left", "touch_shared", "touch_share", "revoked", "user_share",
+        "owed", "touch_lock", "touch_left", "touch_shared", "touch_share", "revoked", "user_share",
     )
 
     def __init__(self, tid: int, ideal_vcpu: int) -> None:
@@ -43,6 +43,7 @@ class GuestThread:
         self.lock_wait_ns = 0
         self.waiting_for: Lock | None = None
         self.quantum_end = 0
+        self.owed = 0  # work a stretched piece left to the next one (kernel.STRETCH_SLACK_NS)
         self.ops = 0  # completed workload operations
         self.done_at = -1
         self.touch_lock: Lock | None = None
