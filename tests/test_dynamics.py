@@ -79,7 +79,7 @@ def test_native_shootdown_latency_spreads_once_vms_share_the_host(host_kvm):
     runs = {vms: simulate(RunConfig(**base, vms=vms)) for vms in (1, 2, 3)}
     spread = {vms: r.lat_p99_us / r.lat_p50_us for vms, r in runs.items()}
     assert spread[1] < 3
-    assert spread[2] > 10 * spread[1] and spread[3] > 10 * spread[1]
+    assert spread[2] > 10 * spread[1] and spread[3] > 3 * spread[1]
     # the tail is a host slice (ms), not an IPI round trip (us)
     assert runs[2].lat_p99_us > 20 * runs[1].lat_p99_us and runs[3].lat_p99_us > 20 * runs[1].lat_p99_us
 
