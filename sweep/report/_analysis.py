@@ -1,60 +1,44 @@
-"""What a report says, computed from the stored result rows of its plan.
+"""What a report says, computed from the stored result rows of its ladders.
 
-- PV benefit per cell (baseline / PV for real, sys and p99 latency: "x times
-  better"), the paired geometric mean over replicates (``sweep._summary.benefit_table``).
-- Per VM shape, workload and flush mode: the SLO metric at each measured ratio,
-  the highest ratio meeting the SLO and the failover-safe ratio (``_capacity``).
-- The Windows >64-vCPU hazard: which shapes crash at boot without PV flush, from
-  the runs' outcomes and crash reasons.
+- Per ladder (host, VM shape, workload, Hyper-V handler, flush mode): VMs per
+  host meeting the SLO, and with one host of the pool down (``_ladder``,
+  ``_capacity``), each labelled with the KVM generation and handler it assumes.
+- Where a PV mode fits fewer VMs than native, a sentence saying why (``_why``).
+- PV benefit per rung: each PV run against the native run of the same shape,
+  vms count and seed, geometric mean over replicates (``sweep._summary.benefit_table``).
+- The Windows >64-vCPU hazard: which shapes crash at boot without PV flush.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sweep.report._capacity import Point, failover_ratio, failover_safe_ratio, highest_ratio, value_at
-from sweep.report._plan import CELL_KEY, ReportPlan
-from sweep.report._spec import BASELINE_MODE, Slo
+from sweep.report._capacity import n_plus_one_vms
+from sweep.report._ladder import LadderState, evaluate
+from sweep.report._plan import LADDER_FIELDS, ReportPlan
+from sweep.report._spec import BASELINE_MODE
+from sweep.report._why import PvLoss, pv_losses
 
 if TYPE_CHECKING:
     import pandas
 
-#: A VM shape as the report shows it.
-SHAPE_COLUMNS = ("host", "vm", "guest_os", "vcpus", "topology_label")
 #: Heatmap metrics: (benefit column of benefit_table, title).
 HEATMAP_METRICS = (("real x", "real time"), ("sys x", "system time"), ("p99 x", "shootdown p99 latency"))
 #: Windows uses at most 64 sockets' worth of vCPUs; above 64 vCPUs the 2018 boot crash is possible.
 WINDOWS_HAZARD_VCPUS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Curve:
-    """The SLO metric of one shape, workload and flush mode over the measured ratios."""
-
-    host: str
-    vm: str
-    guest_os: str
-    vcpus: int
-    topology_label: str
-    workload: str
-    flush_mode: str
-    points: tuple[Point, ...]
-
-    @property
-    def shape(self) -> tuple[Any, ...]:
-        return (self.host, self.vm, self.guest_os, self.vcpus, self.topology_label, self.workload)
+#: Columns that name a ladder in the report (beside LADDER_FIELDS).
+LABEL_COLUMNS = ("host", "vm", "topology_label", "host_kvm")
 
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
-    """The answer for one shape, workload and flush mode.
+    """The answer for one ladder.
 
-    ``max_ratio``: highest measured ratio meeting the SLO (None: not even the lowest).
-    ``saturated``: every measured ratio met it, so the true limit may be higher.
-    ``failover_safe``: highest ratio that still meets it with one pool host failed.
-    ``at_failover``: the metric at ``max_ratio * N/(N-1)`` (None: unknown or crashed).
+    ``vms_per_host``: the largest vms count such that it and every smaller one met the SLO.
+    ``saturated``: met at ``max_vms``, so the true limit may be higher.
+    ``n_plus_one``: VMs per host such that the pool still meets the SLO with one host down.
+    ``failed_at``/``failures``: the first rung that missed the SLO and why (None/() if none did).
     """
 
     host: str
@@ -63,17 +47,25 @@ class Capacity:
     vcpus: int
     topology_label: str
     workload: str
+    hv_semantics: str
+    host_kvm: str
     flush_mode: str
-    max_ratio: float | None
+    vms_per_host: int
     saturated: bool
-    failover_safe: float | None
-    at_failover: float | None
+    n_plus_one: int
     crashed: bool
+    failed_at: int | None
+    failures: tuple[str, ...]
     note: str
 
     @property
     def key(self) -> str:
-        return f"{self.host}/{self.vm}/{self.vcpus}/{self.topology_label}/{self.workload}/{self.flush_mode}"
+        return "/".join(str(p) for p in (self.host, self.vm, self.vcpus, self.topology_label, self.workload,
+                                          self.hv_semantics, self.flush_mode))
+
+    @property
+    def shape(self) -> tuple:
+        return (self.host, self.vm, self.vcpus, self.topology_label, self.workload, self.hv_semantics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,86 +89,71 @@ class HazardRow:
 class Analysis:
     """Everything the report renders, derived from the plan and its result rows."""
 
-    rows: "pandas.DataFrame"  # result rows joined with their cells
-    benefit: "pandas.DataFrame"  # one row per PV cell: host, guest_os, workload, flush_mode, topology_label, vcpus, ratio, benefits
-    curves: tuple[Curve, ...]
+    rows: "pandas.DataFrame"  # the judged rungs' result rows, with their ladder's labels and ``vms``
+    states: tuple[LadderState, ...]
     capacity: tuple[Capacity, ...]
+    losses: tuple[PvLoss, ...]
+    benefit: "pandas.DataFrame"  # per PV rung: host, guest_os, workload, hv_semantics, flush_mode, topology_label, vcpus, vms
     hazards: tuple[HazardRow, ...]
-    missing: int  # planned runs without a stored result
+    runs: int  # result rows behind the judged rungs
 
 
 def analyse(plan: ReportPlan, results: "pandas.DataFrame") -> Analysis:
-    """Join the plan's result rows with their cells and compute the report's tables."""
+    """Judge every ladder from ``results`` and compute the report's tables."""
     import pandas as pd
 
     from sweep._summary import benefit_table
 
-    planned = plan.run_ids
-    results = results[results["run_id"].isin(planned)].drop_duplicates("run_id")
-    cells = plan.cells_frame()
-    rows = results.merge(cells, on=list(CELL_KEY), how="inner", suffixes=("", "__cell"))
-    by = ["host", "guest_os", "workload", "flush_mode", "topology_label", "vcpus", "ratio"]
-    benefit = benefit_table(rows, by) if len(rows) else pd.DataFrame(columns=by)
-    curves = _curves(rows, plan.spec.slo)
-    capacity = tuple(_capacity(c, plan.spec.slo, plan.spec.pool_hosts) for c in curves)
-    return Analysis(rows, benefit, curves, capacity, _hazards(rows), len(planned) - len(results))
+    states = evaluate(plan, results)
+    spec = plan.spec
+    used = {rid: state for state in states for v in state.verdicts for rid in plan.run_ids(state.ladder, v.vms)}
+    rows = results[results["run_id"].isin(used)].drop_duplicates("run_id").copy()
+    labels = pd.DataFrame([{**dict(zip(LADDER_FIELDS, s.ladder.fields)), **{c: getattr(s.ladder, c) for c in LABEL_COLUMNS}}
+                           for s in states])
+    if len(rows):
+        rows = rows.merge(labels, on=list(LADDER_FIELDS), how="inner", suffixes=("", "__ladder"))
+        rows = rows.drop(columns=[c for c in rows.columns if c.endswith("__ladder")])
+    capacity = tuple(_capacity(s, spec.pool_hosts) for s in states)
+    losses = pv_losses(states, results, lambda s, vms: plan.run_ids(s.ladder, vms))
+    by = ["host", "guest_os", "workload", "hv_semantics", "flush_mode", "topology_label", "vcpus", "vms"]
+    paired = _paired(rows)
+    benefit = benefit_table(paired, by) if len(paired) else pd.DataFrame(columns=by)
+    return Analysis(rows, states, capacity, losses, benefit, _hazards(rows), len(rows))
 
 
-def _curves(rows: "pandas.DataFrame", slo: Slo) -> tuple[Curve, ...]:
+def _paired(rows: "pandas.DataFrame") -> "pandas.DataFrame":
+    """``rows`` with each PV run's ``baseline_run_id`` set to the native run of the same rung and seed."""
     if not len(rows):
-        return ()
-    keys = [*SHAPE_COLUMNS, "workload", "flush_mode"]
-    out: list[Curve] = []
-    for key, group in rows.groupby(keys, sort=True):
-        reference = None
-        if slo.metric == "throughput_loss":
-            ref = group[(group["ratio"] == 1.0) & (group["outcome"] == "ok")]["ops_per_s"]
-            reference = float(ref.mean()) if len(ref) and ref.mean() > 0 else None
-        points = []
-        for ratio, at in group.groupby("ratio", sort=True):
-            crashed = bool((at["outcome"] != "ok").any())
-            points.append(Point(float(ratio), None if crashed else _aggregate(at, slo, reference), crashed))
-        out.append(Curve(*key, points=tuple(points)))  # type: ignore[misc]
-    return tuple(out)
+        return rows
+    key = [f for f in LADDER_FIELDS if f != "flush_mode"] + ["vms", "seed"]
+    native = rows[rows["flush_mode"] == BASELINE_MODE][[*key, "run_id"]].rename(columns={"run_id": "__native"})
+    out = rows.drop(columns=["baseline_run_id"], errors="ignore").merge(native, on=key, how="left")
+    out["baseline_run_id"] = out["__native"].where(out["flush_mode"] != BASELINE_MODE)
+    return out.drop(columns=["__native"])
 
 
-def _aggregate(at: "pandas.DataFrame", slo: Slo, reference: float | None) -> float | None:
-    if slo.metric == "throughput_loss":
-        if reference is None:
-            return None
-        ops = at["ops_per_s"]
-        worst = float(ops.min()) if slo.aggregate == "worst" else float(ops.mean())
-        return 1.0 - worst / reference
-    values = at[slo.metric].astype(float)
-    value = float(values.max()) if slo.aggregate == "worst" else float(values.mean())
-    return None if math.isnan(value) else value
-
-
-def _capacity(curve: Curve, slo: Slo, pool_hosts: int) -> Capacity:
-    top = highest_ratio(curve.points, slo.max)
-    crashed = all(p.crashed for p in curve.points)
-    saturated = top is not None and top == max(p.ratio for p in curve.points)
-    at_failover = value_at(curve.points, failover_ratio(top, pool_hosts))[0] if top is not None else None
-    if crashed:
+def _capacity(state: LadderState, pool_hosts: int) -> Capacity:
+    lad = state.ladder
+    failed = state.failed_at
+    if state.crashed_alone:
         note = "crashes at boot"
-    elif top is None and all(p.value is None for p in curve.points):
-        note = "no reference at ratio 1 (VM larger than host)" if slo.metric == "throughput_loss" else "no results"
-    elif top is None:
-        note = f"misses the SLO at the lowest measured ratio {min(p.ratio for p in curve.points):g}"
-    elif saturated:
-        note = "meets the SLO at every measured ratio; measure higher ratios to find the limit"
+    elif state.saturated:
+        note = "meets the SLO at max_vms; raise max_vms to find the limit"
+    elif state.limit == 0 and failed is not None:
+        note = f"misses the SLO with one VM alone: {'; '.join(failed.failures)}"
     else:
         note = ""
     return Capacity(
-        curve.host, curve.vm, curve.guest_os, curve.vcpus, curve.topology_label, curve.workload, curve.flush_mode,
-        top, saturated, failover_safe_ratio(curve.points, slo.max, pool_hosts), at_failover, crashed, note,
+        lad.host, lad.vm, lad.guest_os, lad.vcpus, lad.topology_label, lad.workload, lad.hv_semantics, lad.host_kvm,
+        lad.flush_mode, state.limit, state.saturated, n_plus_one_vms(state.limit, pool_hosts), state.crashed_alone,
+        failed.vms if failed is not None else None, failed.failures if failed is not None else (), note,
     )
 
 
 def _hazards(rows: "pandas.DataFrame") -> tuple[HazardRow, ...]:
     if not len(rows):
         return ()
-    big = rows[(rows["guest_os"] == "windows-2016") & (rows["vcpus"] > WINDOWS_HAZARD_VCPUS)]
+    big = rows[(rows["guest_os"] == "windows-2016") & (rows["vcpus"] > WINDOWS_HAZARD_VCPUS) & (rows["vms"] == 1)]
     out: list[HazardRow] = []
     for (vm, vcpus, label, topology, enl), group in big.groupby(["vm", "vcpus", "topology_label", "topology", "enlightenments"], sort=True):
         outcomes = []
@@ -189,4 +166,4 @@ def _hazards(rows: "pandas.DataFrame") -> tuple[HazardRow, ...]:
     return tuple(out)
 
 
-__all__ = ["Analysis", "Capacity", "Curve", "HEATMAP_METRICS", "HazardRow", "SHAPE_COLUMNS", "analyse"]
+__all__ = ["Analysis", "Capacity", "HEATMAP_METRICS", "HazardRow", "analyse"]

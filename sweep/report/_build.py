@@ -3,14 +3,17 @@
 The phases, in order:
 
 1. ``published?``  a report of this name for this period exists -> done, nothing runs (unless ``force``);
-2. ``plan``        report spec -> generated sweep spec -> expansion (``_plan``);
-3. ``run``         ``start_sweep`` + ``execute_sweep``: runs already in the store are reused;
-4. ``analyse``     result rows -> benefit, ratios, hazards; the Optuna study if one is named;
+2. ``plan``        report spec -> ladders (``_plan``);
+3. ``climb``       rounds: judge what is stored (``_ladder.evaluate``), register the next rung of every
+                   open ladder as the report's sweep (``start_sweep`` extends it), run it (``execute_sweep``:
+                   runs already stored are reused), until every ladder missed the SLO or reached ``max_vms``;
+4. ``analyse``     result rows -> VMs per host, N+1, PV losses, benefit, hazards; the Optuna study if named;
 5. ``publish``     under the shelf lock: record, figures, HTML, text (and PDF), one rename; index.html.
 
 A session that does not finish every run publishes nothing, so the period stays
 open and the next attempt (or ``flushsweep resume report.<name>.<period>``, then
-the report again) completes it.
+the report again) climbs on from the last stored rung. One executor serves
+every round, started only when a round has runs to compute.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from sweep._controller import RunOptions, SweepReport
-from sweep._executor import Executor
+from sweep._executor import Completion, Executor
 from sweep._progress import Progress
 from sweep._service import execute_sweep, start_sweep
 from sweep.report._analysis import Analysis, analyse
+from sweep.report._ladder import evaluate
 from sweep.report._figures import draw_figures, write_pdf
 from sweep.report._html import render_html
 from sweep.report._period import period_key as period_key_of
@@ -75,8 +79,8 @@ def make_report(
 
     Args:
         store: an open, writable ResultStore (its directory holds the published reports).
-        executor: an Executor or a factory called only when runs are missing (so a
-            report whose runs are all stored never starts Ray).
+        executor: an Executor or a factory called once, when the first round has runs to
+            compute (so a report whose runs are all stored never starts Ray); every round uses it.
         force: publish again even if the period has a report.
         study: Optuna study for the search section (default: the spec's ``search.study``).
         log: one-line progress notes (the CLI sends them to stderr).
@@ -85,7 +89,7 @@ def make_report(
         A ReportOutcome; see its docstring.
 
     Raises:
-        SpecError: the report spec cannot be planned (a VM size no host can take).
+        SpecError: the report spec cannot be planned (a VM shape no run can be made of).
         StoreError: the store cannot be read or written.
 
     Example:
@@ -101,10 +105,13 @@ def make_report(
         return ReportOutcome("already-published", key, existing, shelf.summary(spec.name, key))
     plan = plan_report(spec, key)
     log(f"{spec.name} {key}: {plan.describe()}")
-    start_sweep(store, plan.sweep_spec, plan.expansion, kind="report")
-    session = execute_sweep(store, plan.sweep_name, executor, order=[r.run_id for r in plan.expansion.runs],
-                            options=options, progress=progress, on_start=on_start)
-    if not session.complete:
+    executors = _SharedExecutor(executor, on_start)
+    try:
+        climb = _climb(store, plan, executors, options=options, progress=progress, log=log)
+    finally:
+        executors.close()
+    session = climb.last
+    if session is not None and not climb.complete:
         text = (f"flushsweep report {spec.name}, period {key}: not published; sweep {plan.sweep_name} is {session.status} "
                 f"({session.done} done, {session.failed} failed, {session.remaining} remaining); run the report again "
                 f"(or flushsweep resume {plan.sweep_name}) to finish it\n")
@@ -112,7 +119,7 @@ def make_report(
     analysis = analyse(plan, store.to_pandas(sweep=plan.sweep_name))
     chosen = study if study is not None else spec.study
     findings = search_findings(store.db_url, chosen) if chosen else None
-    record = _record(store, plan, analysis, session, findings)
+    record = _record(store, plan, analysis, climb, findings)
     with shelf.lock():
         if shelf.published(spec.name, key) and not force:  # another process published while this one ran
             return ReportOutcome("already-published", key, shelf.path(spec.name, key), shelf.summary(spec.name, key), session)
@@ -129,7 +136,99 @@ def make_report(
     return ReportOutcome("published", key, path, summary, session, record)
 
 
-def _record(store: Any, plan: ReportPlan, analysis: Analysis, session: SweepReport, findings: SearchFindings | None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _Climb:
+    """How the rounds went: the last round's session, and what all rounds computed."""
+
+    last: SweepReport | None
+    computed: int
+    failed: int
+    rounds: int
+
+    @property
+    def complete(self) -> bool:
+        return self.last is None or self.last.complete
+
+
+def _climb(store: Any, plan: ReportPlan, executors: "_SharedExecutor", *, options: RunOptions,
+           progress: Progress | None, log: Callable[[str], None]) -> _Climb:
+    """Run the next rung of every open ladder, round after round, until none is open (or a round is incomplete)."""
+    spec = plan.spec
+    computed = failed = rounds = 0
+    last: SweepReport | None = None
+    asked: set[tuple[str, int]] = set()
+    while True:
+        rows = store.to_pandas(sweep=plan.sweep_name) if store.find_sweep(plan.sweep_name) is not None else _no_rows()
+        todo = [(s.ladder, s.next_vms) for s in evaluate(plan, rows) if s.next_vms is not None]
+        if not todo:
+            return _Climb(last, computed, failed, rounds)
+        wanted = {(ladder.key, vms) for ladder, vms in todo}
+        if wanted <= asked:  # a round whose runs all finished must move every ladder on
+            raise RuntimeError(f"report {spec.name}: rungs {sorted(wanted)[:3]} ran but are not found in the store")
+        asked |= wanted
+        rounds += 1
+        sweep_spec, expansion = plan.rungs(todo)
+        counts = sorted({vms for _, vms in todo})
+        log(f"{spec.name} {plan.period_key}: round {rounds}: vms = {', '.join(map(str, counts))} for {len(todo)} ladder(s), "
+            f"{len(expansion.runs)} runs")
+        start_sweep(store, sweep_spec, expansion, kind="report")
+        last = execute_sweep(store, plan.sweep_name, executors.lend, order=[r.run_id for r in expansion.runs],
+                             options=options, progress=progress)
+        computed += last.done
+        failed += last.failed
+        if not last.complete:
+            return _Climb(last, computed, failed, rounds)
+
+
+def _no_rows() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"run_id": pd.Series([], dtype=str)})
+
+
+class _SharedExecutor:
+    """One executor for every round: made on first need (Ray starts once), closed by the report, not by a round."""
+
+    def __init__(self, given: Executor | Callable[[], Executor], on_start: Callable[[Executor], None] | None) -> None:
+        self._given = given
+        self._on_start = on_start
+        self._made: Executor | None = None
+
+    def lend(self) -> Executor:
+        """The executor for one round, as an ``execute_sweep`` factory: closing the loan keeps it open."""
+        if self._made is None:
+            self._made = self._given if isinstance(self._given, Executor) else self._given()
+            if self._on_start is not None:
+                self._on_start(self._made)
+        return _Loan(self._made)
+
+    def close(self) -> None:
+        if self._made is not None and not isinstance(self._given, Executor):
+            self._made.close()
+
+
+class _Loan(Executor):
+    def __init__(self, inner: Executor) -> None:
+        self._inner = inner
+
+    @property
+    def workers(self) -> int:
+        return self._inner.workers
+
+    def submit(self, tasks: Any) -> int:
+        return self._inner.submit(tasks)
+
+    def wait(self, timeout: float) -> list[Completion]:
+        return self._inner.wait(timeout)
+
+    def cancel(self) -> None:
+        self._inner.cancel()
+
+    def describe(self) -> str:
+        return self._inner.describe()
+
+
+def _record(store: Any, plan: ReportPlan, analysis: Analysis, climb: _Climb, findings: SearchFindings | None) -> dict[str, Any]:
     from workers import load_profile
 
     sweep_record = store.find_sweep(plan.sweep_name)
@@ -137,7 +236,7 @@ def _record(store: Any, plan: ReportPlan, analysis: Analysis, session: SweepRepo
     computing = sorted({str(s) for s in analysis.rows.get("sweep", [])})
     return build_record(
         plan, analysis, sweep_record=sweep_record, computing_sweeps={s: versions.get(s, "?") for s in computing},
-        computed=session.done, reused=session.skipped, failed=session.failed,
+        computed=climb.computed, reused=max(0, analysis.runs - climb.computed), failed=climb.failed, rounds=climb.rounds,
         profile_digest=load_profile(plan.spec.profile).digest(), search=findings,
         generated_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
     )

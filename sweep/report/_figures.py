@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from sweep.report._analysis import HEATMAP_METRICS, Analysis, Capacity, Curve
+from sweep.report._analysis import HEATMAP_METRICS, Analysis, Capacity
+from sweep.report._ladder import LadderState
 from sweep.report._search import SearchFindings
 from sweep.report._spec import ReportSpec
 
@@ -40,7 +41,7 @@ def draw_figures(spec: ReportSpec, analysis: Analysis, search: SearchFindings | 
     """All figures of a report, in the order the HTML shows them."""
     figures = [_heatmap(analysis, column, title) for column, title in HEATMAP_METRICS]
     figures.append(_consolidation(spec, analysis.capacity))
-    figures.append(_slo_curves(spec, analysis.curves))
+    figures.append(_slo_curves(spec, analysis.states))
     if search is not None and search.importances:
         figures.append(_importances(search))
     return figures
@@ -78,13 +79,13 @@ def _heatmap(analysis: Analysis, column: str, title: str) -> RenderedFigure:
     bt = analysis.benefit
     name = f"benefit-{column.split()[0]}"
     caption = (f"PV benefit on {title}: native / PV, geometric mean over replicates (above 1: PV is better). "
-               "Rows: VM vCPUs; columns: consolidation ratio (vCPU:pCPU); one panel per topology. "
-               "'crash' marks cells whose native runs crashed at boot.")
+               "Rows: VM vCPUs; columns: VMs on the host; one panel per topology. Only VM counts both modes ran "
+               "are shown (a ladder stops at its first miss). 'crash' marks cells whose native runs crashed at boot.")
     if bt.empty or column not in bt.columns:
         fig = _new_figure(6, 2)
         _empty(fig, "no paired runs yet")
         return _rendered(name, f"PV benefit: {title}", caption, fig)
-    groups = list(bt.groupby(["host", "guest_os", "workload", "flush_mode"], sort=True))
+    groups = list(bt.groupby(["host", "guest_os", "workload", "hv_semantics", "flush_mode"], sort=True))
     topologies = list(dict.fromkeys(bt["topology_label"]))
     values = np.log2(bt[column].astype(float).where(bt[column] > 0))
     finite = values[np.isfinite(values)]
@@ -92,25 +93,25 @@ def _heatmap(analysis: Analysis, column: str, title: str) -> RenderedFigure:
     fig = _new_figure(1.2 + 3.4 * len(topologies), 0.9 + 2.9 * len(groups))
     axes = fig.subplots(len(groups), len(topologies), squeeze=False)
     image = None
-    for r, ((host, guest, workload, mode), group) in enumerate(groups):
+    for r, ((host, guest, workload, hv, mode), group) in enumerate(groups):
         for c, topo in enumerate(topologies):
             ax = axes[r][c]
             sub = group[group["topology_label"] == topo]
-            ax.set_title(f"{host} | {guest} | {workload}\n{mode}, topology {topo}", fontsize=8)
+            ax.set_title(f"{host} | {guest} | {workload}\n{mode} ({hv}), topology {topo}", fontsize=8)
             if sub.empty:
                 ax.axis("off")
                 continue
             vcpus = sorted(sub["vcpus"].unique())
-            ratios = sorted(sub["ratio"].unique())
-            by_cell = {(row["vcpus"], row["ratio"]): row for _, row in sub.iterrows()}
-            grid = np.full((len(vcpus), len(ratios)), np.nan)
-            for (v, ratio), row in by_cell.items():
+            counts = sorted(sub["vms"].unique())
+            by_cell = {(row["vcpus"], row["vms"]): row for _, row in sub.iterrows()}
+            grid = np.full((len(vcpus), len(counts)), np.nan)
+            for (v, count), row in by_cell.items():
                 b = float(row[column])
-                grid[vcpus.index(v), ratios.index(ratio)] = math.log2(b) if b > 0 and not math.isnan(b) else np.nan
+                grid[vcpus.index(v), counts.index(count)] = math.log2(b) if b > 0 and not math.isnan(b) else np.nan
             image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, origin="lower", aspect="auto")
             for i, v in enumerate(vcpus):
-                for j, ratio in enumerate(ratios):
-                    cell = by_cell.get((v, ratio))
+                for j, count in enumerate(counts):
+                    cell = by_cell.get((v, count))
                     if cell is None:
                         text = ""
                     elif cell["crash base"] > 0:
@@ -122,9 +123,9 @@ def _heatmap(analysis: Analysis, column: str, title: str) -> RenderedFigure:
                         text = f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"
                     ax.text(j, i, text, ha="center", va="center", fontsize=7,
                             color="white" if not math.isnan(grid[i, j]) and abs(grid[i, j]) > limit * 0.6 else "black")
-            ax.set_xticks(range(len(ratios)), [f"{x:g}" for x in ratios], fontsize=7)
+            ax.set_xticks(range(len(counts)), [str(x) for x in counts], fontsize=7)
             ax.set_yticks(range(len(vcpus)), [str(v) for v in vcpus], fontsize=7)
-            ax.set_xlabel("vCPU:pCPU", fontsize=7)
+            ax.set_xlabel("VMs on the host", fontsize=7)
             ax.set_ylabel("vCPUs", fontsize=7)
     if image is not None:
         bar = fig.colorbar(image, ax=axes, shrink=0.8)
@@ -135,15 +136,17 @@ def _heatmap(analysis: Analysis, column: str, title: str) -> RenderedFigure:
     return _rendered(name, f"PV benefit: {title}", caption, fig)
 
 
-# --- consolidation ratios -------------------------------------------------------------------
+# --- VMs per host ---------------------------------------------------------------------------
 
 
 def _consolidation(spec: ReportSpec, capacity: Sequence[Capacity]) -> RenderedFigure:
+    from matplotlib.ticker import MaxNLocator
+
     n = spec.pool_hosts
-    title = "Highest consolidation ratio meeting the SLO"
-    caption = (f"SLO {spec.slo.describe()}. Solid: highest measured vCPU:pCPU ratio meeting it; hatched: the same with one host "
-               f"of a {n}-host pool failed (its VMs spread over the other {n - 1}, ratio x {n}/{n - 1}). "
-               "A missing bar means no measured ratio met the SLO; 'crash' means the VM crashed at boot.")
+    title = "VMs per host meeting the SLO"
+    caption = (f"SLO {spec.slo.describe()}. Solid: the most VMs per host meeting it; hatched: the most such that a "
+               f"{n}-host pool still meets it with one host down. '+' means it held at max_vms ({spec.max_vms}); "
+               "'crash' means the VM crashed at boot. Each bar names the Hyper-V handler (and so the KVM generation) it assumes.")
     if not capacity:
         fig = _new_figure(6, 2)
         _empty(fig, "no results yet")
@@ -152,16 +155,16 @@ def _consolidation(spec: ReportSpec, capacity: Sequence[Capacity]) -> RenderedFi
     for c in capacity:
         panels.setdefault((c.host, c.workload), []).append(c)
     modes = list(spec.flush_modes)
-    shapes_max = max(len({(c.vm, c.vcpus, c.topology_label) for c in cs}) for cs in panels.values())
+    shapes_max = max(len({c.shape for c in cs}) for cs in panels.values())
     fig = _new_figure(8.5, 0.9 + len(panels) * (0.7 + 0.32 * shapes_max * len(modes)))
     axes = fig.subplots(len(panels), 1, squeeze=False)
-    top = max(spec.overcommit)
+    top = min(spec.max_vms, max(1, *(c.vms_per_host for c in capacity)) + 1)
     for ax, ((host, workload), caps) in zip(axes[:, 0], sorted(panels.items())):
-        shapes = list(dict.fromkeys((c.vm, c.vcpus, c.topology_label) for c in caps))
+        shapes = list(dict.fromkeys(c.shape for c in caps))
         height = 0.8 / len(modes)
         for m, mode in enumerate(modes):
             for s, shape in enumerate(shapes):
-                found = [c for c in caps if (c.vm, c.vcpus, c.topology_label) == shape and c.flush_mode == mode]
+                found = [c for c in caps if c.shape == shape and c.flush_mode == mode]
                 if not found:
                     continue
                 c = found[0]
@@ -171,16 +174,15 @@ def _consolidation(spec: ReportSpec, capacity: Sequence[Capacity]) -> RenderedFi
                 if c.crashed:
                     ax.text(0.02 * top, y, "crash", va="center", fontsize=7, color=color)
                     continue
-                if c.max_ratio is not None:
-                    ax.barh(y, c.max_ratio, height=height * 0.9, color=color, alpha=0.45, label=label)
-                    text = f"{c.max_ratio:g}" + ("+" if c.saturated else "")
-                    ax.text(c.max_ratio, y, f" {text}", va="center", fontsize=7)
-                if c.failover_safe is not None:
-                    ax.barh(y, c.failover_safe, height=height * 0.9, color=color, hatch="///", fill=False,
-                            edgecolor=color, label=f"{mode}, 1 of {n} hosts failed" if s == 0 else None)
-        ax.set_yticks(range(len(shapes)), [f"{vm} {v} vCPU {t}" for vm, v, t in shapes], fontsize=7)
-        ax.set_xlim(0, top * 1.15)
-        ax.set_xlabel("vCPU:pCPU", fontsize=8)
+                ax.barh(y, c.vms_per_host, height=height * 0.9, color=color, alpha=0.45, label=label)
+                ax.text(c.vms_per_host, y, f" {c.vms_per_host}" + ("+" if c.saturated else ""), va="center", fontsize=7)
+                if c.n_plus_one:
+                    ax.barh(y, c.n_plus_one, height=height * 0.9, color=color, hatch="///", fill=False,
+                            edgecolor=color, label=f"{mode}, 1 of {n} hosts down" if s == 0 else None)
+        ax.set_yticks(range(len(shapes)), [f"{vm} {v} vCPU {t}, {hv}" for _, vm, v, t, _, hv in shapes], fontsize=7)
+        ax.set_xlim(0, top * 1.1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("VMs per host", fontsize=8)
         ax.set_title(f"host {host}, workload {workload}", fontsize=9)
     handles: dict[str, Any] = {}
     for ax in axes[:, 0]:
@@ -192,16 +194,20 @@ def _consolidation(spec: ReportSpec, capacity: Sequence[Capacity]) -> RenderedFi
     return _rendered("consolidation", title, caption, fig)
 
 
-# --- SLO metric against ratio ---------------------------------------------------------------
+# --- the slowest VM's throughput against VMs on the host -----------------------------------
 
 
-def _slo_curves(spec: ReportSpec, curves: Sequence[Curve]) -> RenderedFigure:
-    metric = spec.slo.metric
-    title = f"SLO metric ({metric}) against consolidation ratio"
-    shapes = list(dict.fromkeys(c.shape for c in curves))
+def _slo_curves(spec: ReportSpec, states: Sequence[LadderState]) -> RenderedFigure:
+    from matplotlib.ticker import MaxNLocator
+
+    title = "Slowest VM's throughput against VMs on the host"
+    shapes = list(dict.fromkeys(s.ladder.shape for s in states))
     shown = shapes[:MAX_CURVE_PANELS]
-    caption = (f"{spec.slo.describe()} at each measured ratio, per flush mode; the dashed line is the SLO, "
-               "x marks a ratio where the VM crashed at boot.")
+    floor = spec.slo.throughput
+    caption = ("The slowest VM's ops/s as a share of one VM alone (the best flush mode's), at each VM count measured, per "
+               "flush mode; x marks a count that missed the SLO. "
+               + (f"The dashed line is the throughput SLO ({floor:.0%})." if floor is not None else
+                  "The SLO has no throughput term; the curve shows the contention anyway."))
     if len(shapes) > len(shown):
         caption += f" First {len(shown)} of {len(shapes)} shapes; the tables list all."
     if not shown:
@@ -215,20 +221,22 @@ def _slo_curves(spec: ReportSpec, curves: Sequence[Curve]) -> RenderedFigure:
     for ax in axes.flat[len(shown):]:
         ax.axis("off")
     for ax, shape in zip(axes.flat, shown):
-        host, vm, guest, vcpus, topo, workload = shape
-        for c in (c for c in curves if c.shape == shape):
-            color = _MODE_COLORS.get(c.flush_mode, "#7f8c8d")
-            known = [(p.ratio, p.value) for p in c.points if p.value is not None and not p.crashed]
+        host, vm, vcpus, topo, workload, hv = shape
+        for st in (s for s in states if s.ladder.shape == shape):
+            color = _MODE_COLORS.get(st.ladder.flush_mode, "#7f8c8d")
+            known = [(v.vms, v.throughput) for v in st.verdicts if v.throughput is not None]
             if known:
-                ax.plot(*zip(*known), marker="o", ms=3, color=color, label=c.flush_mode)
-            crashed = [p.ratio for p in c.points if p.crashed]
-            if crashed:
-                ax.plot(crashed, [spec.slo.max] * len(crashed), "x", color=color, ms=8,
-                        label=f"{c.flush_mode} crash" if not known else None)
-        ax.axhline(spec.slo.max, color="black", ls="--", lw=0.8)
-        ax.set_title(f"{host} | {vm} {vcpus} vCPU {topo}\n{workload}", fontsize=8)
-        ax.set_xlabel("vCPU:pCPU", fontsize=7)
-        ax.set_ylabel(metric, fontsize=7)
+                ax.plot(*zip(*known), marker="o", ms=3, color=color, label=st.ladder.flush_mode)
+            missed = [(v.vms, v.throughput if v.throughput is not None else 0.0) for v in st.verdicts if not v.passed]
+            if missed:
+                ax.plot(*zip(*missed), "x", color=color, ms=8,
+                        label=f"{st.ladder.flush_mode} crash" if not known else None)
+        if floor is not None:
+            ax.axhline(floor, color="black", ls="--", lw=0.8)
+        ax.set_title(f"{host} | {vm} {vcpus} vCPU {topo}\n{workload}, {hv}", fontsize=8)
+        ax.set_xlabel("VMs on the host", fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("slowest VM / one VM alone", fontsize=7)
         ax.tick_params(labelsize=7)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)

@@ -14,7 +14,8 @@ from sweep.report._analysis import Analysis
 from sweep.report._figures import RenderedFigure
 from sweep.report._search import SearchFindings
 from sweep.report._spec import ReportSpec
-from sweep.report._tables import capacity_frame, hazard_frame, notes
+from sweep.report._tables import capacity_frame, hazard_frame, loss_lines, notes
+from sweep.report._text import TABLE_LEGEND, pool_line
 
 if TYPE_CHECKING:
     import pandas
@@ -45,25 +46,28 @@ def render_html(
     runs = record["runs"]
     n = spec.pool_hosts
     parts = [
-        f"<h1>{esc(spec.name)}: capacity-planning report, {esc(record['period_key'])}</h1>",
+        f"<h1>{esc(spec.name)}: capacity plan, {esc(record['period_key'])}</h1>",
         f"<p class=\"meta\">{esc(spec.description)}</p>" if spec.description else "",
         f"<p class=\"meta\">Generated {esc(record['generated_at'])} UTC &middot; period {esc(spec.period)} &middot; "
-        f"SLO {esc(spec.slo.describe())} &middot; pool of {n} hosts &middot; {runs['planned']} runs "
-        f"({runs['computed']} computed now, {runs['reused']} reused)</p>",
-        "<nav><a href=\"#consolidation\">Consolidation</a><a href=\"#benefit\">PV benefit</a><a href=\"#hazard\">Windows hazard</a>"
+        f"SLO {esc(spec.slo.describe())} &middot; pool of {n} hosts &middot; {runs['measured']} runs "
+        f"({runs['computed']} computed now, {runs['reused']} reused, {runs['rounds']} rounds)</p>",
+        "<nav><a href=\"#consolidation\">VMs per host</a><a href=\"#pv-loses\">Where PV loses</a>"
+        "<a href=\"#benefit\">PV benefit</a><a href=\"#hazard\">Windows hazard</a>"
         + ("<a href=\"#search\">Search</a>" if search is not None else "") + "<a href=\"#provenance\">Provenance</a></nav>",
-        "<h2 id=\"consolidation\">Highest consolidation ratio meeting the SLO</h2>",
-        f"<p>The highest measured vCPU:pCPU ratio at which it and every lower measured ratio meet <b>{esc(spec.slo.describe())}</b>, "
-        f"native against PV flush. '+' means the SLO held at every measured ratio (measure higher to find the limit), "
-        f"'-' that it failed already at the lowest. <i>1 of {n} down</i>: the highest ratio that still meets the SLO when one host of "
-        f"a {n}-host pool fails and its VMs spread over the other {n - 1} (ratio x {n}/{n - 1}, interpolated linearly between "
-        "measured ratios; beyond the highest measured ratio it counts as not met).</p>",
-        _table(capacity_frame(spec, analysis)),
+        "<h2 id=\"consolidation\">VMs per host meeting the SLO</h2>",
+        f"<p>For each host and VM shape, <code>vms</code> = 1, 2, ... identical VMs share the host until one count misses "
+        f"<b>{esc(spec.slo.describe())}</b>; the answer is the largest count that met it, with every smaller count "
+        f"meeting it too, without PV flush (native) and with it. One VM alone is the same VM alone on the host under the "
+        f"flush mode that serves it best, so every mode is held to the same floor. {esc(pool_line(spec))}.</p>",
+        f"<p class=\"meta\">{esc(TABLE_LEGEND)}.</p>",
+        _table(capacity_frame(spec, analysis), table_id="capacity"),
         "".join(f"<p class=\"meta\">Note: {esc(line)}</p>" for line in notes(analysis)),
         _figure(by_name.get("consolidation")),
         _figure(by_name.get("slo-curves")),
+        "<h2 id=\"pv-loses\">Where PV flush loses</h2>",
+        _losses(analysis),
         "<h2 id=\"benefit\">PV benefit</h2>",
-        "<p>Paired runs: each PV run against the native run of the same shape, ratio and seed; geometric mean over replicates.</p>",
+        "<p>Each PV run against the native run of the same shape, VM count and seed; geometric mean over replicates.</p>",
         *(_figure(by_name.get(name)) for name in ("benefit-real", "benefit-sys", "benefit-p99")),
         "<h2 id=\"hazard\">Windows &gt;64-vCPU hazard</h2>",
         _hazard(analysis),
@@ -93,7 +97,16 @@ def _figure(fig: RenderedFigure | None) -> str:
     )
 
 
-def _table(frame: "pandas.DataFrame") -> str:
+def _losses(analysis: Analysis) -> str:
+    lines = loss_lines(analysis)
+    if not lines:
+        return "<p id=\"pv-losses\">Nowhere: PV flush fits at least as many VMs per host as native in every shape.</p>"
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return (f"<p>{len(lines)} shape(s) where PV flush fits fewer VMs per host than native; each sentence compares the "
+            f"two at the first VM count PV missed, from the model's counters (per-VM means).</p><ul id=\"pv-losses\">{items}</ul>")
+
+
+def _table(frame: "pandas.DataFrame", *, table_id: str = "") -> str:
     if frame.empty:
         return "<p>(no rows)</p>"
     esc = html.escape
@@ -106,7 +119,8 @@ def _table(frame: "pandas.DataFrame") -> str:
             cls = " class=\"crash\"" if text == "crash" or text.isupper() else (" class=\"num\"" if _numeric(text) else "")
             cells.append(f"<td{cls}>{esc(text)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    ident = f" id=\"{esc(table_id)}\"" if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _numeric(text: str) -> bool:
@@ -126,7 +140,7 @@ def _hazard(analysis: Analysis) -> str:
             f"enlightenments on, the guest needs HvCallFlushVirtualAddressSpaceEx/ListEx (Hyper-V PV TLB flush). "
             f"A flat topology with more than 64 sockets boots, but Windows uses only 64 vCPUs. Columns per flush mode: "
             f"'boots' or the bugcheck seen at boot.</p>")
-    return text + _table(hazard_frame(analysis))
+    return text + _table(hazard_frame(analysis), table_id="hazard-table")
 
 
 def _search(search: SearchFindings) -> str:
@@ -160,10 +174,10 @@ def _provenance(record: Mapping[str, Any], previous: Mapping[str, Any] | None, c
         changed = f"<p>No changes since {esc(str(previous.get('period_key')))}.</p>"
     packages = ", ".join(f"{k} {v}" for k, v in sorted(record["package_versions"].items()))
     return (
-        f"<table><tbody>"
+        f"<table id=\"provenance-table\"><tbody>"
         f"<tr><th>report sweep</th><td><code>{esc(record['sweep'])}</code></td></tr>"
-        f"<tr><th>runs</th><td>{runs['planned']} planned: {runs['computed']} computed by this report, {runs['reused']} reused "
-        f"from the store, {runs['failed']} failed</td></tr>"
+        f"<tr><th>runs</th><td>{runs['measured']} measured: {runs['computed']} computed by this report, {runs['reused']} reused "
+        f"from the store, {runs['failed']} failed, in {runs['rounds']} rounds of rungs</td></tr>"
         f"<tr><th>code version</th><td><code>{esc(str(record['code_version']))}</code> on {esc(str(record['host']))}</td></tr>"
         f"<tr><th>calibration profile</th><td><code>{esc(record['profile']['name'])}</code> (digest {esc(record['profile']['digest'])})</td></tr>"
         f"<tr><th>report spec</th><td><code>{esc(record['spec_source'])}</code> (hash {esc(record['spec_hash'])})</td></tr>"

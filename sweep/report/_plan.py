@@ -1,37 +1,41 @@
-"""From a report spec to a sweep: the runs a report needs, planned by the sweep engine.
+"""From a report spec to sweeps: the VMs-per-host ladders and the runs of their next rungs.
 
-Each (host, VM size, topology, ratio) becomes one row of a zipped sweep axis
-``pcpus, vcpus, background_vcpus, guest_os, topology, enlightenments, threads``,
-crossed with the workloads, the flush modes (paired against native) and the
-replicates. The sweep is named ``report.<name>.<period>``; its runs are
-identified by content like any sweep's, so runs already in the store (from an
-earlier report or any sweep) are reused, not computed again.
+A ladder is one (host, VM size, topology, workload, Hyper-V handler, flush
+mode); its rung ``k`` is ``vms: k`` identical VMs on the host, over the
+replicates. Rungs are run one round at a time (``_ladder`` decides which come
+next from what is stored), each round as a generated sweep with one zipped axis
+``pcpus, vcpus, ..., flush_mode, vms``. Every round extends the one sweep
+``report.<name>.<period>``, and runs are identified by content like any sweep's:
+a round already stored (this period, an earlier report, any sweep) is reused,
+and a report interrupted mid-ladder resumes where it stopped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import yaml
 
-from sweep._expand import Expansion, expand
+from sweep._expand import Expansion, default_run_key, expand
 from sweep._spec import Impossible, SweepSpec, TopologyRule, parse_spec, resolve_assignment
 from sweep._yaml import SpecError, load_marked
-from sweep.report._spec import BASELINE_MODE, ReportSpec
+from sweep.report._spec import ReportSpec
 
-if TYPE_CHECKING:
-    import pandas
-
-#: The zipped axis of the generated sweep: one row per (host, VM size, topology, ratio).
-SHAPE_FIELDS = ("pcpus", "vcpus", "background_vcpus", "guest_os", "topology", "enlightenments", "threads")
-#: Columns that identify a cell in the result rows (RunConfig fields, so they are result columns).
-CELL_KEY = SHAPE_FIELDS
+#: The fields that tell ladders apart; result rows carry them as columns (topology resolved to SxCxT).
+LADDER_FIELDS = ("pcpus", "vcpus", "guest_os", "topology", "enlightenments", "threads", "workload", "hv_semantics",
+                 "flush_mode")
+#: The generated sweep's one zipped axis: a ladder's fields and the rung.
+RUNG_FIELDS = (*LADDER_FIELDS, "vms")
 
 
 @dataclass(frozen=True, slots=True)
-class Cell:
-    """One measured point: a VM shape on a host at a consolidation ratio."""
+class Ladder:
+    """One VM shape on one host under one flush mode, measured at vms = 1, 2, ...
+
+    ``host_kvm`` is the KVM generation the runs assume (``hv_semantics`` implies it
+    unless ``base`` sets it), kept so every answer can say what it assumes.
+    """
 
     host: str
     pcpus: int
@@ -42,43 +46,88 @@ class Cell:
     topology: str  # resolved SxCxT
     enlightenments: bool
     threads: int
-    ratio: float  # nominal, as the spec lists it
-    background_vcpus: int
+    workload: str
+    hv_semantics: str
+    host_kvm: str
+    flush_mode: str
 
     @property
-    def actual_ratio(self) -> float:
-        return (self.vcpus + self.background_vcpus) / self.pcpus
+    def fields(self) -> tuple[Any, ...]:
+        """The values of ``LADDER_FIELDS``: how result rows name this ladder."""
+        return tuple(getattr(self, f) for f in LADDER_FIELDS)
+
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        """Everything but the flush mode: ladders of one shape share the one-VM-alone reference."""
+        return (self.host, self.vm, self.vcpus, self.topology_label, self.workload, self.hv_semantics)
+
+    @property
+    def key(self) -> str:
+        return "/".join(str(p) for p in (*self.shape, self.flush_mode))
 
 
 @dataclass(frozen=True, slots=True)
 class ReportPlan:
-    """What a report runs: the generated sweep spec, its expansion, and the cells behind it.
+    """What a report measures: its ladders, and the sweep their rungs go into.
 
-    ``too_big`` lists (host, vm, vcpus, ratio) left out because the VM alone has
-    more vCPUs than the host has at that ratio.
+    ``impossible`` counts (shape, flush mode) combinations no run can be (e.g.
+    hyperv-pv for a VM shape without enlightenments); they are left out.
     """
 
     spec: ReportSpec
     period_key: str
     sweep_name: str
-    sweep_spec: SweepSpec
-    expansion: Expansion
-    cells: tuple[Cell, ...]
-    too_big: tuple[tuple[str, str, int, float], ...]
+    ladders: tuple[Ladder, ...]
+    impossible: int
+    _run_key: Callable[[Any], str] = field(default_factory=default_run_key, repr=False, compare=False)
+    _ids: dict[tuple[str, int], tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+
+    def run_ids(self, ladder: Ladder, vms: int) -> tuple[str, ...]:
+        """The run_ids of rung ``vms`` of ``ladder``, one per replicate, as its round's sweep registers them."""
+        key = (ladder.key, vms)
+        if key not in self._ids:
+            first = int(self.spec.base.get("seed", 0))
+            fields = {**self.spec.base, **dict(zip(LADDER_FIELDS, ladder.fields)), "vms": vms}
+            self._ids[key] = tuple(self._run_key(resolve_assignment({**fields, "seed": first + r}))
+                                   for r in range(self.spec.replicates))
+        return self._ids[key]
 
     @property
-    def run_ids(self) -> set[str]:
-        return {r.run_id for r in self.expansion.runs}
+    def max_runs(self) -> int:
+        return len(self.ladders) * self.spec.max_vms * self.spec.replicates
 
-    def cells_frame(self) -> "pandas.DataFrame":
-        import pandas as pd
+    def rungs(self, wanted: Sequence[tuple[Ladder, int]]) -> tuple[SweepSpec, Expansion]:
+        """The generated sweep of one round: ``(ladder, vms)`` pairs, each over the replicates.
 
-        rows = [{f: getattr(c, f) for f in Cell.__dataclass_fields__} for c in self.cells]
-        return pd.DataFrame(rows)
+        Raises:
+            SpecError: a rung no run can be, pointing at the report spec (its checks should have caught it).
+        """
+        spec = self.spec
+        rows = [[*ladder.fields, vms] for ladder, vms in wanted]
+        counts = sorted({vms for _, vms in wanted})
+        sweep = {
+            "name": self.sweep_name,
+            "description": f"report {spec.name} for {self.period_key} ({spec.source}): rung(s) vms = "
+                           f"{', '.join(map(str, counts))} of {len(self.ladders)} ladders",
+            "base": dict(spec.base),
+            "axes": {", ".join(RUNG_FIELDS): rows},
+            "replicates": spec.replicates,
+        }
+        text = f"# generated by flushsweep report from {spec.source} (report {spec.name}, period {self.period_key})\n"
+        text += yaml.safe_dump(sweep, sort_keys=False, default_flow_style=None, width=200)
+        try:
+            sweep_spec = parse_spec(text, source=f"{spec.source} (generated sweep {self.sweep_name})")
+            return sweep_spec, expand(sweep_spec)
+        except SpecError as exc:  # the report spec's checks should catch everything; point at it regardless
+            doc = load_marked(spec.text, spec.source)
+            field = exc.field.split(".")
+            path = ("base", field[1]) if field[0] == "base" and len(field) > 1 else ()
+            raise doc.error(path, exc.problem if path else f"cannot plan the report's runs: {exc.field}: {exc.problem}") from None
 
     def describe(self) -> str:
-        skipped = f"; {len(self.too_big)} (shape, ratio) left out: VM larger than the host at that ratio" if self.too_big else ""
-        return f"{len(self.cells)} shapes x ratios -> {self.expansion.describe()}{skipped}"
+        skipped = f"; {self.impossible} (shape, flush mode) combinations no run can be left out" if self.impossible else ""
+        return (f"{len(self.ladders)} ladders (host x VM shape x workload x handler x flush mode), vms = 1 .. "
+                f"{self.spec.max_vms} until the SLO fails: at most {self.max_runs} runs{skipped}")
 
 
 def sweep_name_for(report: str, period_key: str) -> str:
@@ -86,65 +135,61 @@ def sweep_name_for(report: str, period_key: str) -> str:
 
 
 def plan_report(spec: ReportSpec, period_key: str) -> ReportPlan:
-    """Plan the runs of ``spec`` for one period.
+    """The ladders of ``spec`` for one period; checks that their first and last rungs are runs.
 
     Raises:
-        SpecError: a VM size no topology or host can take (pointing at the report spec's line).
+        SpecError: a VM shape no run can be made of, pointing at the report spec's line.
+
+    Example:
+        >>> from sweep.report import parse_report_spec
+        >>> spec = parse_report_spec("name: demo\\nhosts: [{name: h, pcpus: 8}]\\n"
+        ...     "vms: [{guest_os: windows-2016, vcpus: [4], topologies: [smt2]}]\\n"
+        ...     "max_vms: 4\\nslo: {throughput: 0.8}\\nbase: {iterations: 2, pages: 16}\\n")
+        >>> plan = plan_report(spec, "2025-W14")
+        >>> plan.sweep_name, len(plan.ladders), plan.max_runs
+        ('report.demo.2025-W14', 2, 8)
     """
-    cells, too_big = _cells(spec)
-    sweep_name = sweep_name_for(spec.name, period_key)
-    rows = [[getattr(c, f) for f in SHAPE_FIELDS] for c in cells]
-    sweep = {
-        "name": sweep_name,
-        "description": f"runs of report {spec.name} for {period_key} ({spec.source})",
-        "base": dict(spec.base),
-        "axes": {", ".join(SHAPE_FIELDS): rows, "workload": list(spec.workloads), "flush_mode": list(spec.flush_modes)},
-        "replicates": spec.replicates,
-        "compare": {"field": "flush_mode", "baseline": BASELINE_MODE},
-    }
-    text = f"# generated by flushsweep report from {spec.source} (report {spec.name}, period {period_key})\n"
-    text += yaml.safe_dump(sweep, sort_keys=False, default_flow_style=None, width=200)
-    try:
-        sweep_spec = parse_spec(text, source=f"{spec.source} (generated sweep {sweep_name})")
-        expansion = expand(sweep_spec)
-    except SpecError as exc:  # the report spec's checks should catch everything; point at it regardless
-        doc = load_marked(spec.text, spec.source)
-        field = exc.field.split(".")
-        path = ("base", field[1]) if field[0] == "base" and len(field) > 1 else ()
-        raise doc.error(path, exc.problem if path else f"cannot plan the report's runs: {exc.field}: {exc.problem}") from None
-    return ReportPlan(spec, period_key, sweep_name, sweep_spec, expansion, tuple(cells), tuple(too_big))
+    ladders, impossible = _ladders(spec)
+    plan = ReportPlan(spec, period_key, sweep_name_for(spec.name, period_key), tuple(ladders), impossible)
+    plan.rungs([(ladder, 1) for ladder in ladders])
+    plan.rungs([(ladders[0], spec.max_vms)])
+    return plan
 
 
-def _cells(spec: ReportSpec) -> tuple[list[Cell], list[tuple[str, str, int, float]]]:
+def _ladders(spec: ReportSpec) -> tuple[list[Ladder], int]:
+    """Every ladder, host by host (the order the report lists them in), and how many combinations no run can be."""
     doc = load_marked(spec.text, spec.source)
-    cells: list[Cell] = []
-    seen: set[tuple[Any, ...]] = set()
-    too_big: list[tuple[str, str, int, float]] = []
+    shapes = []  # (vm, vcpus, topology label, resolved topology, where vcpus is written)
     for i, vm in enumerate(spec.vms):
         for k, vcpus in enumerate(vm.vcpus):
             vpath = ("vms", i, "vcpus", k) if ("vms", i, "vcpus", k) in doc.lines else ("vms", i, "vcpus")
-            fits = False
             for j, label in enumerate(vm.topologies):
-                topology = _resolve(doc, ("vms", i, "topologies", j), vm.guest_os, vcpus, label)
-                for host in spec.hosts:
-                    for ratio in spec.overcommit:
-                        total = round(ratio * host.pcpus)
-                        if total < vcpus:
-                            too_big.append((host.name, vm.name, vcpus, ratio))
+                shapes.append((vm, vcpus, label, _resolve(doc, ("vms", i, "topologies", j), vm.guest_os, vcpus, label), vpath))
+    ladders: dict[tuple[Any, ...], Ladder] = {}
+    impossible = 0
+    reasons: dict[tuple[Any, ...], list[str]] = {}
+    for host in spec.hosts:
+        for vm, vcpus, label, topology, vpath in shapes:
+            for workload in spec.workloads:
+                for hv in spec.hv_semantics:
+                    for mode in spec.flush_modes:
+                        fields = {**spec.base, "pcpus": host.pcpus, "vcpus": vcpus, "guest_os": vm.guest_os,
+                                  "topology": topology, "enlightenments": vm.enlightenments,
+                                  "threads": vm.threads_for(vcpus), "workload": workload, "hv_semantics": hv, "flush_mode": mode}
+                        try:
+                            config = resolve_assignment(fields)
+                        except Impossible as exc:
+                            impossible += 1
+                            reasons.setdefault(vpath, []).append(exc.problem)
                             continue
-                        fits = True
-                        cell = Cell(host.name, host.pcpus, vm.name, vm.guest_os, vcpus, _label(label), topology,
-                                    vm.enlightenments, vm.threads_for(vcpus), ratio, total - vcpus)
-                        key = tuple(getattr(cell, f) for f in SHAPE_FIELDS)
-                        if key not in seen:  # e.g. smt2 and {threads-per-core: 2}, or two ratios rounding alike
-                            seen.add(key)
-                            cells.append(cell)
-            if not fits:
-                largest = max(spec.hosts, key=lambda h: h.pcpus)
-                raise doc.error(vpath, f"{vcpus} vCPUs fit no host at the listed ratios (largest: {largest.pcpus} pCPUs x "
-                                       f"{max(spec.overcommit):g} = {round(max(spec.overcommit) * largest.pcpus)} vCPUs); "
-                                       "add a larger host or ratio")
-    return cells, too_big
+                        ladder = Ladder(host.name, host.pcpus, vm.name, vm.guest_os, vcpus, _label(label), config.topology,
+                                        vm.enlightenments, config.threads, workload, hv, config.host_kvm, mode)
+                        ladders.setdefault(ladder.fields, ladder)  # smt2 and {threads-per-core: 2} are one ladder
+    made = {(lad.vm, lad.vcpus) for lad in ladders.values()}
+    for vm, vcpus, _, _, vpath in shapes:
+        if (vm.name, vcpus) not in made:
+            raise doc.error(vpath, f"no run can be made of {vcpus} vCPUs: {reasons[vpath][0]}")
+    return list(ladders.values()), impossible
 
 
 def _resolve(doc: Any, path: tuple[Any, ...], guest_os: str, vcpus: int, label: str | TopologyRule) -> str:
@@ -158,4 +203,4 @@ def _label(label: str | TopologyRule) -> str:
     return label if isinstance(label, str) else str(label)
 
 
-__all__ = ["CELL_KEY", "Cell", "ReportPlan", "SHAPE_FIELDS", "plan_report", "sweep_name_for"]
+__all__ = ["LADDER_FIELDS", "Ladder", "RUNG_FIELDS", "ReportPlan", "plan_report", "sweep_name_for"]

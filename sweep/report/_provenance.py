@@ -2,8 +2,8 @@
 
 The record is what the next report of the same name compares itself with
 ("what changed since the previous report"), so it keeps the conclusions
-(ratios, hazards) next to the provenance (sweeps, run counts, code version,
-calibration profile digest, spec hash).
+(VMs per host, N+1, where PV loses, hazards) next to the provenance (sweeps,
+run counts, code version, calibration profile digest, spec hash).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from sweep.report._plan import ReportPlan
 from sweep.report._search import SearchFindings
 
 #: Bumped when report.json changes shape; older records are still read (missing keys are skipped).
-RECORD_VERSION = 1
+#: 2: capacity in VMs per host (``vms_per_host``, ``n_plus_one``), per Hyper-V handler; ``pv_losses``.
+RECORD_VERSION = 2
 
 
 def build_record(
@@ -28,6 +29,7 @@ def build_record(
     computed: int,
     reused: int,
     failed: int,
+    rounds: int,
     profile_digest: str,
     search: SearchFindings | None,
     generated_at: dt.datetime,
@@ -39,9 +41,9 @@ def build_record(
         computing_sweeps: sweep name -> code version, for every sweep that computed a row the report uses.
         computed: runs computed by this report's session.
         reused: runs already done in the store (by an earlier report or any sweep) and not computed again.
+        rounds: rounds of rungs this session ran (0: everything was stored).
     """
     spec = plan.spec
-    planned = len(plan.expansion.runs)
     return {
         "record_version": RECORD_VERSION,
         "name": spec.name,
@@ -56,17 +58,25 @@ def build_record(
         "pool_hosts": spec.pool_hosts,
         "sweep": plan.sweep_name,
         "sweeps": dict(sorted(computing_sweeps.items())),
-        "runs": {"planned": planned, "computed": computed, "reused": reused,
-                 "failed": failed, "missing": analysis.missing},
+        "max_vms": spec.max_vms,
+        "runs": {"measured": analysis.runs, "computed": computed, "reused": reused, "failed": failed, "rounds": rounds},
         "code_version": sweep_record.code_version,
         "package_versions": dict(sweep_record.package_versions),
         "host": sweep_record.host,
         "profile": {"name": spec.profile, "digest": profile_digest},
         "capacity": [
             {"key": c.key, "host": c.host, "vm": c.vm, "vcpus": c.vcpus, "topology": c.topology_label, "workload": c.workload,
-             "flush_mode": c.flush_mode, "max_ratio": c.max_ratio, "saturated": c.saturated,
-             "failover_safe": c.failover_safe, "crashed": c.crashed}
+             "hv_semantics": c.hv_semantics, "host_kvm": c.host_kvm, "flush_mode": c.flush_mode,
+             "vms_per_host": c.vms_per_host, "saturated": c.saturated, "n_plus_one": c.n_plus_one, "crashed": c.crashed,
+             "failed_at": c.failed_at, "failures": list(c.failures)}
             for c in analysis.capacity
+        ],
+        "pv_losses": [
+            {"host": x.ladder.host, "vm": x.ladder.vm, "vcpus": x.ladder.vcpus, "topology": x.ladder.topology_label,
+             "workload": x.ladder.workload, "hv_semantics": x.ladder.hv_semantics, "host_kvm": x.ladder.host_kvm,
+             "flush_mode": x.ladder.flush_mode, "pv_vms": x.pv_vms,
+             "native_vms": x.native_vms, "at_vms": x.at_vms, "mechanism": x.mechanism, "sentence": x.sentence}
+            for x in analysis.losses
         ],
         "hazards": [
             {"vm": h.vm, "vcpus": h.vcpus, "topology": h.topology_label, "resolved": h.topology,
@@ -95,10 +105,14 @@ def changes_since(previous: Mapping[str, Any] | None, current: Mapping[str, Any]
     if old_profile != new_profile:
         out.append(f"calibration profile {old_profile.get('name')}@{old_profile.get('digest')} -> "
                    f"{new_profile['name']}@{new_profile['digest']}")
-    old_runs = (previous.get("runs") or {}).get("planned")
-    if old_runs != current["runs"]["planned"]:
-        out.append(f"planned runs {old_runs} -> {current['runs']['planned']}")
-    out += _capacity_changes(previous.get("capacity") or [], current["capacity"])
+    old_runs = _measured(previous.get("runs") or {})
+    if old_runs != current["runs"]["measured"]:
+        out.append(f"runs measured {old_runs} -> {current['runs']['measured']}")
+    if previous.get("record_version", 1) != current["record_version"]:
+        out.append(f"record format {previous.get('record_version', 1)} -> {current['record_version']}: "
+                   "capacity is counted in VMs per host now, so it is not compared with the previous report")
+    else:
+        out += _capacity_changes(previous.get("capacity") or [], current["capacity"])
     old_hazard = {_hazard_label(h) for h in previous.get("hazards") or [] if h.get("crashes_without_pv")}
     new_hazard = {_hazard_label(h) for h in current["hazards"] if h["crashes_without_pv"]}
     out += [f"boot crash without PV flush, new: {h}" for h in sorted(new_hazard - old_hazard)]
@@ -112,9 +126,9 @@ def _capacity_changes(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[st
     out: list[str] = []
     for key in sorted(after.keys() & before.keys()):
         a, b = before[key], after[key]
-        for field, label in (("max_ratio", "max ratio"), ("failover_safe", "failover-safe ratio")):
+        for field, label in (("vms_per_host", "VMs per host"), ("n_plus_one", "VMs per host with one host down")):
             if a.get(field) != b.get(field):
-                out.append(f"{key}: {label} {_ratio(a.get(field))} -> {_ratio(b.get(field))}")
+                out.append(f"{key}: {label} {_count(a.get(field), a)} -> {_count(b.get(field), b)}")
     if after.keys() - before.keys():
         out.append(f"{len(after.keys() - before.keys())} shape(s) new in this report")
     if before.keys() - after.keys():
@@ -122,12 +136,19 @@ def _capacity_changes(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[st
     return out
 
 
+def _measured(runs: Mapping[str, Any]) -> Any:
+    """Runs behind a record's conclusions (record format 1 called them ``planned``)."""
+    return runs.get("measured", runs.get("planned"))
+
+
 def _hazard_label(h: Mapping[str, Any]) -> str:
     return f"{h.get('vm')} {h.get('vcpus')} vCPU {h.get('topology')}"
 
 
-def _ratio(value: Any) -> str:
-    return "none" if value is None else f"{value:g}"
+def _count(value: Any, entry: Mapping[str, Any]) -> str:
+    if value is None:
+        return "none"
+    return f"{value}+" if entry.get("saturated") else str(value)
 
 
 __all__ = ["RECORD_VERSION", "build_record", "changes_since"]

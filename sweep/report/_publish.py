@@ -166,7 +166,7 @@ def render_index(records: list[dict[str, Any]], root: Path) -> str:
             rows.append(
                 f"<tr><td><a href=\"{rel}/{HTML_FILE}\">{esc(str(r.get('period_key')))}</a>{pdf}</td>"
                 f"<td>{esc(str(r.get('generated_at')))}</td><td>{esc(str(r.get('slo')))}</td>"
-                f"<td>{runs.get('planned', '-')}</td><td>{runs.get('computed', '-')}</td><td>{hazards}</td>"
+                f"<td>{runs.get('measured', runs.get('planned', '-'))}</td><td>{runs.get('computed', '-')}</td><td>{hazards}</td>"
                 f"<td><code>{esc(str(r.get('code_version')))}</code></td></tr>"
             )
         description = esc(str(by_name[name][0].get("description") or ""))

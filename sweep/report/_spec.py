@@ -1,32 +1,39 @@
-"""Report specs (configs/reports/*.yaml): what a capacity-planning report measures and judges.
+"""Report specs (configs/reports/*.yaml): what a capacity plan measures and judges.
 
-A report spec names host shapes, VM shapes, workloads, flush modes, the
-consolidation ratios to measure, an SLO and a period::
+A report spec names host shapes, VM shapes, workloads, flush modes, the KVM
+Hyper-V handler generations, an SLO and a period. For each host shape and VM
+shape the report runs ``vms`` = 1, 2, ... identical VMs on the host until the
+SLO fails or ``max_vms`` is reached; the answer is VMs per host::
 
     name: capacity
     period: weekly                      # daily | weekly | monthly: one report per period
     hosts:
-      - {name: 2s-24c, pcpus: 48}
+      - {name: 2s-48t, pcpus: 48}
     vms:
-      - {name: ws2016, guest_os: windows-2016, vcpus: [16, 32, 72], topologies: [smt2, flat]}
+      - {name: ws2016, guest_os: windows-2016, vcpus: [8, 16], topologies: [smt2]}
     workloads: [mmap-munmap]
-    flush_modes: [native, hyperv-pv]    # native is the baseline every PV run is paired with
-    overcommit: [1, 1.5, 2, 3, 4]       # consolidation ratios (vCPU:pCPU) to measure
-    base: {iterations: 20, pages: 1024} # other RunConfig fields, the same for every run
-    replicates: 2
-    slo: {metric: lat_p99_us, max: 500} # or {metric: throughput_loss, max: 0.10}
-    pool: {hosts: 4}                    # N-host pool: also judge the ratio with one host failed
+    flush_modes: [native, hyperv-pv]    # with and without PV flush
+    hv_semantics: [kvm-current, kvm-2018]  # KVM's Hyper-V handler (the host generation follows it)
+    max_vms: 16                         # the ladder's cap
+    base: {iterations: 3, pages: 16384} # other RunConfig fields, the same for every run
+    replicates: 1
+    slo:                                # every SLO given must hold; a crash fails them all
+      throughput: 0.8                   # the slowest VM's ops/s >= 80 % of one VM alone
+      real_s_stretch: 1.5               # run time <= 1.5 x one VM alone's
+      lat_p99_us: 500                   # shootdown p99 latency
+      crash_free: true                  # the default
+    pool: {hosts: 4}                    # N-host pool: also answer with one host down
     search: {study: capacity-search}    # optional: an Optuna study in the store's database
 
-A consolidation ratio r on a host of P pCPUs means r*P vCPUs in all: the VM
-under test plus ``r*P - vcpus`` always-runnable co-tenant vCPUs
-(``background_vcpus``). Errors are ``file:line: field: problem``, like sweep specs.
+"One VM alone" is the same VM shape alone on the same host (``vms: 1``) with
+the flush mode that serves it best, so every flush mode is held to the same
+floor and a mode slower than the others already alone fails at once. Errors are
+``file:line: field: problem``, like sweep specs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -35,28 +42,21 @@ from typing import Any, Literal, Mapping
 from sweep._model import SpecModel, spec_field, validate_section
 from sweep._spec import TopologyRule, _Parser, parse_topology_value
 from sweep._yaml import MarkedDocument, Path, SpecError, load_marked, read_spec_file
-from workers.config import FLUSH_MODES, GUEST_OSES, WORKLOADS, ConfigError, RunConfig
+from workers.config import FLUSH_MODES, GUEST_OSES, HV_SEMANTICS, MAX_VMS, WORKLOADS, ConfigError, RunConfig
 from workers.profiles import load_profile
 
 PERIODS = ("daily", "weekly", "monthly")
-#: SLO metrics: all "lower is better", judged with ``max``.
-SLO_METRICS = {
-    "lat_p99_us": "shootdown p99 latency (us)",
-    "lat_p90_us": "shootdown p90 latency (us)",
-    "lat_p50_us": "shootdown p50 latency (us)",
-    "real_s": "run time (s)",
-    "sys_s": "guest system time (s)",
-    "throughput_loss": "throughput loss against no overcommit (fraction)",
-}
 SLO_AGGREGATES = ("worst", "mean")
-#: The compared baseline: every PV run is paired with the native run of the same shape.
+#: The flush mode without PV flush; every other mode is compared with it.
 BASELINE_MODE = "native"
 #: Fields the report sets itself; they cannot go in ``base``.
-REPORT_FIELDS = ("pcpus", "vcpus", "background_vcpus", "topology", "guest_os", "enlightenments", "flush_mode",
-                 "workload", "overcommit")
+REPORT_FIELDS = ("pcpus", "vms", "vcpus", "background_vcpus", "topology", "guest_os", "enlightenments", "threads",
+                 "flush_mode", "workload", "hv_semantics", "overcommit")
 DEFAULT_POOL_HOSTS = 4
+DEFAULT_MAX_VMS = 16
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _NAME_RE = re.compile(_NAME_PATTERN)
+_SLO_EXAMPLE = "slo: {throughput: 0.8, crash_free: true}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +71,8 @@ class HostShape:
 class VmShape:
     """A VM model: guest OS, sizes and topologies (``smt2``, ``flat``, ``SxCxT`` or a rule).
 
-    ``threads`` is the workload's thread count; None means one more than vcpus
-    (every vCPU busy and one thread waiting, as in the 2018 test).
+    ``threads`` is the workload's thread count per VM; None means one more than
+    vcpus (every vCPU busy and one thread waiting, as in the 2018 test).
     """
 
     name: str
@@ -88,22 +88,39 @@ class VmShape:
 
 @dataclass(frozen=True, slots=True)
 class Slo:
-    """The service level a ratio must meet: ``metric <= max``, over replicates by ``aggregate``."""
+    """What ``vms`` VMs on a host must all get; None leaves a term out.
 
-    metric: str
-    max: float
+    ``throughput``: the slowest VM's ops/s at least this fraction of one VM alone's.
+    ``real_s_stretch``: the VMs' run time at most this multiple of one VM alone's.
+    ``lat_p99_us``: shootdown p99 latency at most this. A crash fails every term
+    (a crashed VM serves nothing), so ``crash_free`` is always on. Over replicates
+    the ``worst`` one counts, or their ``mean``.
+    """
+
+    throughput: float | None = None
+    real_s_stretch: float | None = None
+    lat_p99_us: float | None = None
+    crash_free: bool = True
     aggregate: str = "worst"
 
-    def describe(self) -> str:
-        unit = {"lat_p99_us": " us", "lat_p90_us": " us", "lat_p50_us": " us", "real_s": " s", "sys_s": " s"}.get(self.metric, "")
-        limit = f"{self.max:.0%}" if self.metric == "throughput_loss" else f"{self.max:g}{unit}"
-        return f"{self.metric} <= {limit} ({self.aggregate} replicate)"
+    @property
+    def needs_alone(self) -> bool:
+        """Whether a term is judged against one VM alone (``vms: 1``)."""
+        return self.throughput is not None or self.real_s_stretch is not None
 
-    def meets(self, value: float | None) -> bool | None:
-        """True/False, or None when the value is unknown."""
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None
-        return value <= self.max
+    def terms(self) -> list[str]:
+        out = []
+        if self.throughput is not None:
+            out.append(f"slowest VM >= {self.throughput:.0%} of one VM alone (ops/s)")
+        if self.real_s_stretch is not None:
+            out.append(f"real_s <= {self.real_s_stretch:g}x one VM alone")
+        if self.lat_p99_us is not None:
+            out.append(f"shootdown p99 <= {self.lat_p99_us:g} us")
+        out.append("crash-free")
+        return out
+
+    def describe(self) -> str:
+        return f"{', '.join(self.terms())} ({self.aggregate} replicate)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +134,8 @@ class ReportSpec:
     vms: tuple[VmShape, ...]
     workloads: tuple[str, ...]
     flush_modes: tuple[str, ...]
-    overcommit: tuple[float, ...]
+    hv_semantics: tuple[str, ...]
+    max_vms: int
     base: Mapping[str, Any]
     replicates: int
     slo: Slo
@@ -155,9 +173,9 @@ def parse_report_spec(text: str, source: str = "<report>") -> ReportSpec:
     Example:
         >>> spec = parse_report_spec("name: demo\\nhosts: [{name: h, pcpus: 8}]\\n"
         ...     "vms: [{name: w, guest_os: windows-2016, vcpus: [4], topologies: [smt2]}]\\n"
-        ...     "overcommit: [1, 2]\\nslo: {metric: lat_p99_us, max: 500}\\n")
-        >>> spec.period, spec.flush_modes, spec.slo.describe()
-        ('weekly', ('native', 'hyperv-pv'), 'lat_p99_us <= 500 us (worst replicate)')
+        ...     "max_vms: 4\\nslo: {throughput: 0.8}\\n")
+        >>> spec.period, spec.flush_modes, spec.hv_semantics, spec.slo.describe()
+        ('weekly', ('native', 'hyperv-pv'), ('kvm-current',), 'slowest VM >= 80% of one VM alone (ops/s), crash-free (worst replicate)')
     """
     return _ReportParser(load_marked(text, source), text).parse()
 
@@ -166,8 +184,7 @@ _MISSING_HINT = {
     "name": "give the report a name, e.g. 'name: capacity'",
     "hosts": "list host shapes, e.g. 'hosts: [{name: 2s-24c, pcpus: 48}]'",
     "vms": "list VM shapes, e.g. 'vms: [{guest_os: windows-2016, vcpus: [16, 72], topologies: [smt2]}]'",
-    "overcommit": "list consolidation ratios (vCPU:pCPU) to measure, e.g. 'overcommit: [1, 2, 4]'",
-    "slo": "give the SLO, e.g. 'slo: {metric: lat_p99_us, max: 500}'",
+    "slo": f"give the SLO, e.g. '{_SLO_EXAMPLE}'",
 }
 
 
@@ -190,12 +207,20 @@ class VmEntry(SpecModel):
     topologies: list[Any] = spec_field(["auto"], min_length=1,
                                        problem="expected a non-empty list, e.g. [smt2, flat, {cores-per-socket: 4}]")
     enlightenments: bool = True
-    threads: int | None = spec_field(None, ge=1, what="default: vcpus + 1")
+    threads: int | None = spec_field(None, ge=1, what="per VM; default: vcpus + 1")
 
 
 class SloEntry(SpecModel):
-    metric: Literal[tuple(SLO_METRICS)] = spec_field()  # type: ignore[valid-type]
-    max: float = spec_field(ge=0, allow_inf_nan=False)
+    NOT_A_MAPPING = f"expected a mapping of SLO terms, e.g. '{_SLO_EXAMPLE}'"
+    throughput: float | None = spec_field(
+        None, gt=0, le=1, allow_inf_nan=False,
+        problem="the slowest VM's share of one VM alone's ops/s, a fraction in (0, 1] (0.8 is 80 %), got {input!r}")
+    real_s_stretch: float | None = spec_field(
+        None, ge=1, allow_inf_nan=False,
+        problem="run time as a multiple of one VM alone's, a number >= 1 (1.5: at most 50 % longer), got {input!r}")
+    lat_p99_us: float | None = spec_field(None, gt=0, allow_inf_nan=False,
+                                          problem="shootdown p99 latency in us, a number > 0, got {input!r}")
+    crash_free: bool = True
     aggregate: Literal[SLO_AGGREGATES] = "worst"  # type: ignore[valid-type]
 
 
@@ -208,9 +233,9 @@ class SearchEntry(SpecModel):
 
 
 class ReportDocument(SpecModel):
-    """The keys of a report spec, their types and defaults; shapes and ratios are checked by the parser."""
+    """The keys of a report spec, their types and defaults; shapes are checked by the parser."""
 
-    NOT_A_MAPPING = "a report spec is a mapping with name, hosts, vms, overcommit and slo"
+    NOT_A_MAPPING = "a report spec is a mapping with name, hosts, vms and slo"
     name: str = spec_field(hint=_MISSING_HINT["name"], pattern=_NAME_PATTERN,
                            problem="{input!r} is not a report name; use letters, digits, '_' and '-' (at most 64)")
     description: str = ""
@@ -219,9 +244,10 @@ class ReportDocument(SpecModel):
     vms: list[VmEntry] = _listed("vms")
     workloads: list[Literal[WORKLOADS]] = _listed("workloads", ["mmap-munmap"])  # type: ignore[valid-type]
     flush_modes: list[Literal[FLUSH_MODES]] = _listed("flush_modes", [BASELINE_MODE, "hyperv-pv"])  # type: ignore[valid-type]
-    overcommit: list[Any] = _listed("overcommit")
+    hv_semantics: list[Literal[HV_SEMANTICS]] = _listed("hv_semantics", ["kvm-current"])  # type: ignore[valid-type]
+    max_vms: int = spec_field(DEFAULT_MAX_VMS, ge=1, le=MAX_VMS, what="the most VMs per host to try")
     base: dict[str, Any] | None = spec_field(None, problem="expected a mapping of RunConfig fields, e.g. {iterations: 20}")
-    replicates: int = spec_field(1, ge=1, what="seeds per shape")
+    replicates: int = spec_field(1, ge=1, what="seeds per rung")
     slo: SloEntry = spec_field(hint=_MISSING_HINT["slo"])
     pool: PoolEntry | None = None
     search: SearchEntry | None = None
@@ -229,6 +255,14 @@ class ReportDocument(SpecModel):
 
 #: Keys a report spec may have at the top level.
 REPORT_KEYS = tuple(ReportDocument.model_fields)
+#: Keys of earlier report specs, and how to say the same now.
+_RETIRED = {
+    ("overcommit",): "the report counts VMs per host now, trying vms = 1, 2, ... up to max_vms; "
+                     "remove overcommit and set e.g. 'max_vms: 16'",
+    ("slo", "metric"): f"SLO terms are keys of slo now, e.g. '{_SLO_EXAMPLE}' "
+                       "(throughput, real_s_stretch, lat_p99_us, crash_free)",
+    ("slo", "max"): f"SLO terms are keys of slo now, e.g. 'slo: {{lat_p99_us: 500}}' or '{_SLO_EXAMPLE}'",
+}
 
 
 class _ReportParser:
@@ -241,22 +275,31 @@ class _ReportParser:
         return self.doc.error(path, problem)
 
     def parse(self) -> ReportSpec:
+        self._retired(self.doc.value)
         model = validate_section(ReportDocument, self.doc.value, self.doc)
         hosts = self._hosts(model.hosts)
         vms = self._vms(model.vms)
         workloads = self._unique("workloads", model.workloads)
         flush_modes = self._flush_modes(self._unique("flush_modes", model.flush_modes), vms)
-        overcommit = self._overcommit(model.overcommit)
+        hv_semantics = self._unique("hv_semantics", model.hv_semantics)
         base = self._base(model.base)
-        slo = self._slo(model.slo, overcommit)
+        slo = self._slo(model.slo)
         return ReportSpec(
             name=model.name, description=model.description, period=model.period, hosts=hosts, vms=vms,
-            workloads=workloads, flush_modes=flush_modes, overcommit=overcommit, base=base, replicates=model.replicates,
-            slo=slo, pool_hosts=model.pool.hosts if model.pool else DEFAULT_POOL_HOSTS,
+            workloads=workloads, flush_modes=flush_modes, hv_semantics=hv_semantics, max_vms=model.max_vms, base=base,
+            replicates=model.replicates, slo=slo, pool_hosts=model.pool.hosts if model.pool else DEFAULT_POOL_HOSTS,
             study=model.search.study if model.search else None, source=self.doc.source, text=self.text,
         )
 
     # --- sections ---------------------------------------------------------------
+    def _retired(self, value: Any) -> None:
+        for path, fix in _RETIRED.items():
+            node = value
+            for part in path:
+                node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+            if node is not _ABSENT:
+                raise self.err(path, fix)
+
     def _hosts(self, entries: list[HostEntry]) -> tuple[HostShape, ...]:
         hosts: list[HostShape] = []
         for i, item in enumerate(entries):
@@ -305,7 +348,7 @@ class _ReportParser:
 
     def _flush_modes(self, modes: tuple[str, ...], vms: tuple[VmShape, ...]) -> tuple[str, ...]:
         if BASELINE_MODE not in modes:
-            raise self.err(("flush_modes",), f"add {BASELINE_MODE}: it is the baseline every PV run is compared with")
+            raise self.err(("flush_modes",), f"add {BASELINE_MODE}: the plan without PV flush is what PV is compared with")
         if len(modes) < 2:
             raise self.err(("flush_modes",), "add a PV mode to compare with native, e.g. [native, hyperv-pv]")
         for i, mode in enumerate(modes):
@@ -315,20 +358,13 @@ class _ReportParser:
                 raise self.err(("flush_modes", i), "hyperv-pv is an enlightenment and every VM shape has enlightenments: false")
         return modes
 
-    def _overcommit(self, raw: list[Any]) -> tuple[float, ...]:
-        values: list[float] = []
-        for i, v in enumerate(raw):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise self.err(("overcommit", i), f"a consolidation ratio (vCPU:pCPU) is a number > 0, got {v!r}")
-            if float(v) in values:
-                raise self.err(("overcommit", i), f"{v} is listed twice")
-            values.append(float(v))
-        return tuple(sorted(values))
-
     def _base(self, raw: dict[str, Any] | None) -> dict[str, Any]:
         for key in raw or {}:
             if key in REPORT_FIELDS:
-                raise self.err(("base", key), f"{key} is set by the report's hosts, vms, workloads, flush_modes or overcommit; remove it from base")
+                fix = ("the report tries vms = 1 .. max_vms itself" if key == "vms" else
+                       "the report counts VMs per host, not vCPU:pCPU ratios" if key == "overcommit" else
+                       f"{key} is set by the report's hosts, vms, workloads, flush_modes or hv_semantics")
+                raise self.err(("base", key), f"{fix}; remove it from base")
         base = self.fields._base(raw)
         try:  # the fields alone must make a valid run (cross-field rules are checked when planning)
             RunConfig.from_dict({k: v for k, v in base.items() if k != "topology"})
@@ -337,12 +373,11 @@ class _ReportParser:
             raise self.err(("base", exc.field) if exc.field in base else ("base",), exc.problem) from None
         return base
 
-    def _slo(self, entry: SloEntry, overcommit: tuple[float, ...]) -> Slo:
-        if entry.metric == "throughput_loss" and entry.max >= 1:
-            raise self.err(("slo", "max"), f"throughput loss is a fraction (0.10 is 10%), got {entry.max}")
-        if entry.metric == "throughput_loss" and 1.0 not in overcommit:
-            raise self.err(("overcommit",), "throughput_loss is measured against no overcommit; add 1 to overcommit")
-        return Slo(entry.metric, float(entry.max), entry.aggregate)
+    def _slo(self, entry: SloEntry) -> Slo:
+        if not entry.crash_free:
+            raise self.err(("slo", "crash_free"), "a crashed VM serves nothing, so a crash fails every SLO; "
+                                                  "leave crash_free at true (the default)")
+        return Slo(entry.throughput, entry.real_s_stretch, entry.lat_p99_us, True, entry.aggregate)
 
     # --- helpers ----------------------------------------------------------------
     def _label(self, path: Path, name: Any) -> str:
@@ -351,12 +386,15 @@ class _ReportParser:
         return name
 
 
+_ABSENT = object()
+
 __all__ = [
     "BASELINE_MODE",
+    "DEFAULT_MAX_VMS",
     "HostShape",
     "PERIODS",
+    "REPORT_FIELDS",
     "ReportSpec",
-    "SLO_METRICS",
     "Slo",
     "VmShape",
     "load_report_spec",

@@ -11,32 +11,34 @@ if TYPE_CHECKING:
     import pandas
 
 
-def ratio_text(c: Capacity | None, *, failover: bool = False) -> str:
-    """``4`` / ``4+`` (met at every measured ratio) / ``crash`` / ``-`` (no measured ratio met the SLO)."""
+def count_text(c: Capacity | None, *, failover: bool = False) -> str:
+    """``5`` / ``16+`` (met at max_vms, the limit may be higher) / ``0`` (not even one VM) / ``crash`` (at boot)."""
     if c is None:
         return ""
     if c.crashed:
         return "crash"
-    value = c.failover_safe if failover else c.max_ratio
-    if value is None:
-        return "-"
-    return f"{value:g}" + ("+" if c.saturated and not failover else "")
+    value = c.n_plus_one if failover else c.vms_per_host
+    return f"{value}" + ("+" if c.saturated else "")
+
+
+def failover_column(mode: str, pool_hosts: int) -> str:
+    return f"{mode}, 1 of {pool_hosts} down"
 
 
 def capacity_frame(spec: ReportSpec, analysis: Analysis) -> "pandas.DataFrame":
-    """One row per shape and workload; per flush mode the highest ratio and the failover-safe ratio."""
+    """One row per host, VM shape, workload and handler; per flush mode VMs per host, then with one host down."""
     import pandas as pd
 
     n = spec.pool_hosts
     rows: dict[tuple, dict[str, str]] = {}
     for c in analysis.capacity:
-        key = (c.host, c.vm, c.vcpus, c.topology_label, c.workload)
-        row = rows.setdefault(key, {"host": c.host, "vm": c.vm, "vcpus": str(c.vcpus), "topology": c.topology_label, "workload": c.workload})
-        row[c.flush_mode] = ratio_text(c)
-        row[f"{c.flush_mode}, 1 of {n} down"] = ratio_text(c, failover=True)
-    columns = ["host", "vm", "vcpus", "topology", "workload", *spec.flush_modes, *(f"{m}, 1 of {n} down" for m in spec.flush_modes)]
-    frame = pd.DataFrame(list(rows.values()), columns=columns)
-    return frame.fillna("")
+        row = rows.setdefault(c.shape, {"host": c.host, "vm": c.vm, "vcpus": str(c.vcpus), "topology": c.topology_label,
+                                        "workload": c.workload, "KVM": c.host_kvm, "Hyper-V handler": c.hv_semantics})
+        row[c.flush_mode] = count_text(c)
+        row[failover_column(c.flush_mode, n)] = count_text(c, failover=True)
+    columns = ["host", "vm", "vcpus", "topology", "workload", "KVM", "Hyper-V handler", *spec.flush_modes,
+               *(failover_column(m, n) for m in spec.flush_modes)]
+    return pd.DataFrame(list(rows.values()), columns=columns).fillna("")
 
 
 def hazard_frame(analysis: Analysis) -> "pandas.DataFrame":
@@ -52,12 +54,18 @@ def hazard_frame(analysis: Analysis) -> "pandas.DataFrame":
 
 
 def notes(analysis: Analysis) -> list[str]:
-    """Per-shape remarks worth a line (limits not reached, missing references)."""
+    """Per-ladder remarks worth a line (limits not reached, a VM that fails alone)."""
     seen: dict[str, list[str]] = {}
     for c in analysis.capacity:
         if c.note and not c.crashed:
-            seen.setdefault(c.note, []).append(f"{c.host}/{c.vm} {c.vcpus} vCPU {c.topology_label} {c.flush_mode}")
+            note = c.note if c.saturated else "misses the SLO with one VM alone" if c.vms_per_host == 0 else c.note
+            seen.setdefault(note, []).append(f"{c.host}/{c.vm} {c.vcpus} vCPU {c.topology_label} {c.hv_semantics} {c.flush_mode}")
     return [f"{note}: {', '.join(who[:4])}{' ...' if len(who) > 4 else ''}" for note, who in seen.items()]
 
 
-__all__ = ["capacity_frame", "hazard_frame", "notes", "ratio_text"]
+def loss_lines(analysis: Analysis) -> list[str]:
+    """One sentence per shape where PV flush fits fewer VMs than native."""
+    return [x.sentence for x in analysis.losses]
+
+
+__all__ = ["capacity_frame", "count_text", "failover_column", "hazard_frame", "loss_lines", "notes"]

@@ -8,7 +8,11 @@ from sweep._summary import format_table
 from sweep.report._analysis import Analysis
 from sweep.report._search import SearchFindings
 from sweep.report._spec import BASELINE_MODE, ReportSpec
-from sweep.report._tables import capacity_frame, hazard_frame, notes
+from sweep.report._tables import capacity_frame, hazard_frame, loss_lines, notes
+
+#: What the capacity table's columns and marks mean (the text and the HTML say the same).
+TABLE_LEGEND = ("KVM: the host's KVM generation; Hyper-V handler: KVM's HvFlushVirtualAddress* handler the numbers "
+                "assume; '+': met at max_vms, the limit may be higher; 0: not even one VM alone; crash: at boot")
 
 
 def summary_text(
@@ -21,16 +25,18 @@ def summary_text(
     changes: Sequence[str],
     location: str,
 ) -> str:
-    n = spec.pool_hosts
     runs = record["runs"]
     lines = [
         f"flushsweep report {spec.name}, period {record['period_key']} ({spec.period}): {location}",
-        f"SLO: {spec.slo.describe()}; pool of {n} hosts (one down: ratio x {n}/{n - 1})",
-        f"runs: {runs['planned']} planned, {runs['computed']} computed now, {runs['reused']} reused from the store, "
-        f"{runs['failed']} failed; sweep {record['sweep']}",
+        f"SLO: {spec.slo.describe()}",
+        pool_line(spec),
+        f"runs: {runs['measured']} measured ({runs['computed']} computed now, {runs['reused']} reused from the store, "
+        f"{runs['failed']} failed) in {runs['rounds']} round(s) of rungs; sweep {record['sweep']}",
         "",
-        "Highest consolidation ratio (vCPU:pCPU) meeting the SLO ('+': met at every measured ratio, '-': at none):",
+        f"VMs per host meeting the SLO ({TABLE_LEGEND}):",
         format_table(capacity_frame(spec, analysis)),
+        "",
+        *loss_text(analysis),
     ]
     extra = notes(analysis)
     if extra:
@@ -52,6 +58,19 @@ def summary_text(
     else:
         lines.append(f"changes since {previous.get('period_key')}: none")
     return "\n".join(lines) + "\n"
+
+
+def pool_line(spec: ReportSpec) -> str:
+    n = spec.pool_hosts
+    return (f"VMs tried: 1 .. {spec.max_vms} per host, up to the first that misses the SLO; 1 of {n} down: a pool of {n} "
+            f"hosts still meets the SLO with one host down (k per host -> ceil({n}k/{n - 1}) on the fullest survivor)")
+
+
+def loss_text(analysis: Analysis) -> list[str]:
+    lines = loss_lines(analysis)
+    if not lines:
+        return ["Where PV flush loses: nowhere; it fits at least as many VMs as native in every shape."]
+    return [f"Where PV flush fits fewer VMs than native ({len(lines)}):", *(f"  - {line}" for line in lines)]
 
 
 def hazard_lines(analysis: Analysis) -> list[str]:
@@ -77,4 +96,4 @@ def search_lines(search: SearchFindings) -> list[str]:
     return lines
 
 
-__all__ = ["hazard_lines", "search_lines", "summary_text"]
+__all__ = ["TABLE_LEGEND", "hazard_lines", "loss_text", "pool_line", "search_lines", "summary_text"]
