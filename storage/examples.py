@@ -71,6 +71,42 @@ WHERE run_id IN (SELECT run_id FROM sweep_runs WHERE sweep = 'my-sweep')
 GROUP BY guest_os, workload, vcpus, topology, overcommit, flush_mode, hv_semantics
 ORDER BY guest_os, workload, vcpus, topology, overcommit, flush_mode, hv_semantics""",
     ),
+    ExampleQuery(
+        "Capacity plan: VMs per host shape and VM shape meeting the SLO, native vs PV (the largest vms such that it and "
+        "every smaller count ran crash-free with the slowest VM at >= 80 % of one VM alone, the best flush mode's vms = 1; "
+        "worst seed; flushsweep report measures these ladders)",
+        """WITH rung AS (
+  SELECT pcpus, guest_os, vcpus, topology, enlightenments, threads, workload, iterations, pages, profile,
+         hv_semantics, host_kvm, flush_mode, vms,
+         bool_and(outcome = 'ok') AS crash_free, min(ops_per_s_min) AS slowest_ops
+  FROM results
+  WHERE background_vcpus = 0
+  GROUP BY ALL
+), shape AS (
+  SELECT pcpus, guest_os, vcpus, topology, enlightenments, threads, workload, iterations, pages, profile,
+         hv_semantics, host_kvm, max(slowest_ops) AS alone_ops
+  FROM rung
+  WHERE vms = 1 AND crash_free
+  GROUP BY ALL
+), judged AS (
+  SELECT r.*, coalesce(r.crash_free AND r.slowest_ops >= 0.8 * s.alone_ops, false) AS meets
+  FROM rung r LEFT JOIN shape s USING (pcpus, guest_os, vcpus, topology, enlightenments, threads, workload, iterations,
+                                       pages, profile, hv_semantics, host_kvm)
+), ladder AS (
+  SELECT pcpus, guest_os, vcpus, topology, workload, hv_semantics, host_kvm, flush_mode,
+         coalesce(min(vms) FILTER (WHERE NOT meets), max(vms) + 1) - 1 AS vms_per_host, max(vms) AS tried
+  FROM judged
+  GROUP BY pcpus, guest_os, vcpus, topology, enlightenments, threads, workload, iterations, pages, profile,
+           hv_semantics, host_kvm, flush_mode
+)
+SELECT pcpus, guest_os, vcpus, topology, workload, hv_semantics, host_kvm,
+       max(vms_per_host) FILTER (WHERE flush_mode = 'native') AS native,
+       max(vms_per_host) FILTER (WHERE flush_mode = 'hyperv-pv') AS hyperv_pv,
+       max(vms_per_host) FILTER (WHERE flush_mode = 'kvm-pv') AS kvm_pv
+FROM ladder
+GROUP BY pcpus, guest_os, vcpus, topology, workload, hv_semantics, host_kvm
+ORDER BY pcpus, guest_os, vcpus, topology, workload, hv_semantics, host_kvm""",
+    ),
 )
 
 

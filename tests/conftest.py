@@ -104,7 +104,7 @@ class ResultRows:
         return {
             "pcpus": 12, "host_slice_us": 3000, "background_vcpus": 0, "ple": True, "ple_window_us": 20,
             "vcpus": self.VCPUS[i % len(self.VCPUS)], "topology": "auto", "guest_os": "windows-2016",
-            "enlightenments": True, "flush_mode": flush_mode, "hv_semantics": "kvm-current",
+            "enlightenments": True, "flush_mode": flush_mode, "hv_semantics": "kvm-current", "host_kvm": "current", "vms": 1,
             "workload": "mmap-munmap", "threads": 65, "iterations": 50, "pages": 16384,
             "sleep_max_us": 100, "duration_s": 1.0, "profile": "literature", "seed": i,
         }
@@ -137,7 +137,7 @@ class ResultRows:
             "crash_reason": "PAGE_FAULT_IN_NONPAGED_AREA" if crash else "",
             "effective_vcpus": min(run.config["vcpus"], 64),
             "real_s": rng.uniform(1.0, 20.0), "user_s": rng.uniform(0.1, 5.0), "sys_s": rng.uniform(0.5, 50.0),
-            "ops": rng.randrange(1000, 100000), "ops_per_s": rng.uniform(100.0, 5000.0),
+            "ops": rng.randrange(1000, 100000), "ops_per_s": rng.uniform(100.0, 5000.0), "ops_per_s_min": rng.uniform(50.0, 100.0),
             "shootdowns": rng.randrange(0, 10**6), "hypercalls": rng.randrange(0, 10**6),
             "lat_p50_us": rng.uniform(1, 50), "lat_p99_us": rng.uniform(50, 5000),
             "pcpu_util": rng.random(), "engine_wall_s": rng.random(),
