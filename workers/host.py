@@ -363,6 +363,7 @@ class Host:
     def block(self, task: HostTask) -> None:
         """The running task halts (HLT exit, kvm_vcpu_block): it leaves its pCPU until woken."""
         task.involuntary = False
+        self._min_vruntime(self.rqs[task.pcpu])  # dequeue_entity -> update_curr: the halting task counts
         rq = self._put(task)
         task.state = HALTED
         if self.eevdf:
