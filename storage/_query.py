@@ -203,7 +203,9 @@ def _paired_view(columns: set[str]) -> str:
     parts = ["pv.*"]
     parts += [f"{col('base.' + c)} AS base_{c}" for c in BASE_COLUMNS]
     parts += [f"{ratio(num, den)} AS {name}" for name, (num, den) in BENEFITS.items()]
-    parts.append(f"{ratio('pv.vcpus', 'pv.pcpus')} AS overcommit")
+    # all vCPUs on the host per pCPU: every VM's and the background load (older rows: one VM, no load)
+    host = (f"COALESCE({col('pv.vms')}, 1) * {col('pv.vcpus')} + COALESCE({col('pv.background_vcpus')}, 0)")
+    parts.append(f"CAST({host} AS DOUBLE) / NULLIF({col('pv.pcpus')}, 0) AS overcommit")
     baseline = "pv.baseline_run_id" if "baseline_run_id" in columns else "CAST(NULL AS VARCHAR)"
     return (
         f"CREATE VIEW paired AS SELECT {', '.join(parts)} "

@@ -9,7 +9,7 @@ wrong is reported as ``file:line: field: problem`` before anything is stored::
     axes:
       vcpus: {log2: [4, 16]}            # 4, 8, 16
       topology: [flat, smt2, {cores-per-socket: 4}]
-      overcommit: [1, 2]                # pcpus = vcpus / overcommit
+      overcommit: [1, 2]                # pcpus = host vCPUs (vms x vcpus + background_vcpus) / overcommit
       flush_mode: [native, hyperv-pv]
       vcpus, threads: [[8, 2], [16, 4]]  # zipped: fields that vary together (one axis)
     replicates: 3                       # seeds base.seed .. base.seed+2
@@ -35,9 +35,19 @@ from pydantic import model_validator
 from sweep._model import SpecModel, did_you_mean, spec_field, validate_section
 from sweep._where import DERIVED_NAMES, WhereClause, WhereSyntaxError, compile_where
 from sweep._yaml import MarkedDocument, Path, SpecError, dotted, load_marked, read_spec_file
-from workers.config import FIELD_CHOICES, TOPOLOGY_KEYWORDS, ConfigError, RunConfig, coerce, field_names, parse_topology
+from workers.config import (
+    FIELD_CHOICES,
+    TOPOLOGY_KEYWORDS,
+    ConfigError,
+    RunConfig,
+    coerce,
+    field_names,
+    host_vcpus_of,
+    parse_topology,
+)
 
-#: Not a RunConfig field: ``pcpus = vcpus / overcommit`` for each combination.
+#: Not a RunConfig field: ``pcpus = host vCPUs / overcommit`` for each combination, where the host's
+#: vCPUs are every VM's and the background load (``RunConfig.host_vcpus``).
 OVERCOMMIT = "overcommit"
 #: Keys of a topology rule, e.g. ``{cores-per-socket: 16}``.
 TOPOLOGY_RULE_KEYS = ("sockets", "cores-per-socket", "threads-per-core")
@@ -270,7 +280,7 @@ class _Parser:
             self._check_field(("base", key), key)
             base[key] = self._value(key, value, ("base", key))
         if "pcpus" in base and OVERCOMMIT in base:
-            raise self.err(("base", OVERCOMMIT), "pcpus and overcommit both given; keep one (overcommit = vcpus / pcpus)")
+            raise self.err(("base", OVERCOMMIT), "pcpus and overcommit both given; keep one (overcommit = host vCPUs / pcpus)")
         return base
 
     def _axes(self, raw: dict[str, Any] | None) -> tuple[Axis, ...]:
@@ -421,7 +431,7 @@ class _Parser:
     def _check_pcpus_overcommit(self, base: dict[str, Any], axes: tuple[Axis, ...]) -> None:
         swept = {f: a for a in axes for f in a.fields}
         if OVERCOMMIT in swept and "pcpus" in swept:
-            raise self.err(swept[OVERCOMMIT].path, "pcpus and overcommit are both swept; sweep one (overcommit = vcpus / pcpus)")
+            raise self.err(swept[OVERCOMMIT].path, "pcpus and overcommit are both swept; sweep one (overcommit = host vCPUs / pcpus)")
         if OVERCOMMIT in swept and "pcpus" in base:
             raise self.err(("base", "pcpus"), "pcpus is derived from the overcommit axis; remove it from base")
         if "pcpus" in swept and OVERCOMMIT in base:
@@ -443,7 +453,7 @@ def parse_field_value(name: str, raw: Any, path: Path, doc: MarkedDocument) -> A
     """
     if name == OVERCOMMIT:
         if not is_number(raw) or raw <= 0:
-            raise doc.error(path, f"overcommit is vcpus / pcpus, a number > 0; got {raw!r}")
+            raise doc.error(path, f"overcommit is host vCPUs / pcpus, a number > 0; got {raw!r}")
         return float(raw)
     if name == "topology":
         return parse_topology_value(raw, path, doc)
@@ -497,9 +507,10 @@ def resolve_assignment(values: Mapping[str, Any]) -> RunConfig:
         except ConfigError as exc:
             raise Impossible("topology", exc.problem) from None
     if overcommit is not None:
-        pcpus = vcpus / overcommit
+        host = host_vcpus_of(fields)
+        pcpus = host / overcommit
         if abs(pcpus - round(pcpus)) > 1e-9 or round(pcpus) < 1:
-            raise Impossible(OVERCOMMIT, f"{overcommit:g} gives {pcpus:.3g} pCPUs for {vcpus} vCPUs, not a whole number")
+            raise Impossible(OVERCOMMIT, f"{overcommit:g} gives {pcpus:.3g} pCPUs for {host} host vCPUs, not a whole number")
         fields["pcpus"] = int(round(pcpus))
     try:
         return RunConfig.from_dict(fields)
@@ -510,7 +521,7 @@ def resolve_assignment(values: Mapping[str, Any]) -> RunConfig:
 def derived_names(config: RunConfig) -> dict[str, Any]:
     """The names a ``where`` filter sees: every field plus overcommit and the topology parts."""
     s, c, t = config.sockets_cores_threads
-    return {**config.to_dict(), "overcommit": config.vcpus / config.pcpus, "sockets": s, "cores_per_socket": c, "threads_per_core": t}
+    return {**config.to_dict(), "overcommit": config.overcommit, "sockets": s, "cores_per_socket": c, "threads_per_core": t}
 
 
 __all__ = [

@@ -168,7 +168,9 @@ def summarize(store: Any, report: SweepReport, *, by: Sequence[str], compare_fie
         results = None
     if results is not None and len(results):
         if "overcommit" in by and "overcommit" not in results.columns:
-            results = results.assign(overcommit=results["vcpus"] / results["pcpus"])
+            vms = results["vms"].fillna(1) if "vms" in results.columns else 1
+            hogs = results["background_vcpus"].fillna(0) if "background_vcpus" in results.columns else 0
+            results = results.assign(overcommit=(vms * results["vcpus"] + hogs) / results["pcpus"])
         group = [c for c in by if c != compare_field and c != "seed"]
         if compare_field and results["baseline_run_id"].notna().any():
             lines += ["", f"PV benefit (baseline / PV; ops/s: PV / baseline), geometric mean over seeds, by {', '.join(group) or 'sweep'}:"]

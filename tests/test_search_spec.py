@@ -43,7 +43,7 @@ def error_of(text: str) -> str:
         (GOOD.replace("step: 50", "step: 50, log: true").replace("low: 0, high: 200", "low: 1, high: 201"),
          "s.yaml:6: space.sleep_max_us.step: step and log: true exclude each other; drop one"),
         (GOOD.replace("high: 200, step: 50", "high: 210, step: 50"), "s.yaml:6: space.sleep_max_us.high: 210 is not low + a multiple of step 50; use 200"),
-        (GOOD.replace("overcommit: [1, 2, 4]", "overcommit: [1, 2, 0]"), "s.yaml:4: space.overcommit[2]: overcommit is vcpus / pcpus, a number > 0; got 0"),
+        (GOOD.replace("overcommit: [1, 2, 4]", "overcommit: [1, 2, 0]"), "s.yaml:4: space.overcommit[2]: overcommit is host vCPUs / pcpus, a number > 0; got 0"),
         (GOOD.replace("overcommit: [1, 2, 4]", "guest_os: [linux, windows-2019]"), "s.yaml:4: space.guest_os[1]: 'windows-2019' is not one of windows-2016, linux"),
         (GOOD.replace("overcommit: [1, 2, 4]", "topology: {low: 1, high: 2}"), "s.yaml:4: space.topology: topology is not numeric; list its choices, e.g. [flat, smt2, {cores-per-socket: 4}]"),
         (GOOD.replace("overcommit: [1, 2, 4]", "flush_mode: [native, hyperv-pv]"), "s.yaml:4: space.flush_mode: flush mode is what each trial compares; set compare.baseline and compare.pv"),

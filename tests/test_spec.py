@@ -205,3 +205,17 @@ def test_the_spec_format_example_in_the_readme_is_valid() -> None:
     exp = expand(parse_spec(example, "README.md"))
     assert exp.runs and exp.impossible > 0  # 4x4x2 fits only 32 vCPUs
     assert all(r.config.vcpus >= 16 or r.config.pcpus == r.config.vcpus for r in exp.runs if r.baseline_run_id)
+
+
+
+def test_overcommit_counts_every_vm_and_the_background_load() -> None:
+    """overcommit is all vCPUs on the host per pCPU: vms x vcpus + background_vcpus."""
+    text = ("name: vms\n"
+            "base: {vcpus: 8, topology: 4x1x2, background_vcpus: 4, workload: cpu-bound, duration_s: 0.01}\n"
+            "axes:\n"
+            "  vms: [1, 3]\n"
+            "  overcommit: [2]\n")
+    runs = expand(parse_spec(text, source="s.yaml")).runs
+    by_vms = {run.config.vms: run.config for run in runs}
+    assert by_vms[1].pcpus == (8 + 4) // 2 and by_vms[3].pcpus == (3 * 8 + 4) // 2
+    assert all(c.overcommit == 2 for c in by_vms.values())

@@ -181,6 +181,17 @@ class RunConfig:
         """All vCPUs on the host: every VM's, plus the background load."""
         return self.vms * self.vcpus + self.background_vcpus
 
+    @property
+    def overcommit(self) -> float:
+        """All vCPUs on the host per pCPU (the sweep specs' ``overcommit``)."""
+        return self.host_vcpus / self.pcpus
+
+
+def host_vcpus_of(fields: dict[str, Any]) -> int:
+    """``RunConfig.host_vcpus`` for field values not yet made into a config (defaults filled in)."""
+    get = lambda name: fields.get(name, _FIELDS[name].default)  # noqa: E731
+    return int(get("vms")) * int(get("vcpus")) + int(get("background_vcpus"))
+
 
 def default_threads(workload: str, vcpus: int) -> int:
     """What each workload runs when ``threads`` is 0.
@@ -341,6 +352,7 @@ __all__ = [
     "field_default",
     "field_doc",
     "field_names",
+    "host_vcpus_of",
     "implied_host_kvm",
     "parse_topology",
 ]

@@ -15,7 +15,7 @@ Names:
 - ``pv.<m>`` and ``native.<m>`` (alias ``baseline.<m>``): a metric or RunConfig
   field of the PV run or of its baseline, averaged over the replicates.
 - bare: the PV run's RunConfig fields, ``overcommit``/``consolidation``
-  (vcpus / pcpus), ``sockets``, ``cores_per_socket``, ``threads_per_core``,
+  (host vCPUs / pcpus), ``sockets``, ``cores_per_socket``, ``threads_per_core``,
   ``outcome`` (``ok`` when every run of the trial is), and the benefits
   ``benefit_real``, ``benefit_sys``, ``benefit_p99``, ``benefit_ops``.
 

@@ -4,7 +4,8 @@ Each parameter is one RunConfig field (or ``overcommit``), as an Optuna
 distribution: an int or float range (``step`` or ``log``) or a list of choices.
 Topology choices are written as in sweep specs (``flat``, ``smt2``, ``8x2x1``,
 ``{cores-per-socket: 4}``) and reach Optuna as their labels (``cores-per-socket=4``).
-``overcommit`` sets ``pcpus = round(vcpus / overcommit)`` (at least 1): unlike a
+``overcommit`` sets ``pcpus = round(host vCPUs / overcommit)`` (at least 1; the host's vCPUs
+are every VM's and the background load): unlike a
 sweep, a search may propose any ratio, so it rounds instead of dropping the run.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from sweep._spec import OVERCOMMIT, Impossible, TopologyRule
-from workers.config import ConfigError, RunConfig, parse_topology
+from workers.config import ConfigError, RunConfig, host_vcpus_of, parse_topology
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -205,10 +206,10 @@ class Space:
 def _overcommit_param(p: Param, config: RunConfig) -> Any:
     if isinstance(p, Choice):
         for v, label in zip(p.values, p.labels):
-            if max(1, round(config.vcpus / v)) == config.pcpus:
+            if max(1, round(config.host_vcpus / v)) == config.pcpus:
                 return label
         return None
-    return p.param_of(config.vcpus / config.pcpus)
+    return p.param_of(config.overcommit)
 
 
 def _resolves_to(value: str | TopologyRule, config: RunConfig) -> bool:
@@ -234,7 +235,7 @@ def build_config(base: Mapping[str, Any], values: Mapping[str, Any], overrides: 
     if overcommit is not None:
         if not overcommit > 0:
             raise Impossible(OVERCOMMIT, f"must be > 0, got {overcommit}")
-        fields["pcpus"] = max(1, round(vcpus / overcommit))
+        fields["pcpus"] = max(1, round(host_vcpus_of(fields) / overcommit))
     try:
         return RunConfig.from_dict(fields)
     except ConfigError as exc:

@@ -11,7 +11,7 @@ and how to search. Everything a user can get wrong is reported as
       vcpus: {low: 4, high: 32, step: 4}      # int range (inclusive), by step
       pages: {low: 16, high: 4096, log: true} # log-uniform
       topology: [flat, smt2, {cores-per-socket: 4}]
-      overcommit: [1, 2, 4]                   # pcpus = round(vcpus / overcommit)
+      overcommit: [1, 2, 4]                   # pcpus = round(host vCPUs / overcommit)
     compare: {baseline: native, pv: hyperv-pv, baseline_overrides: {enlightenments: false}}
     replicates: 2                             # seeds base.seed, base.seed+1: metrics averaged
     objectives:
@@ -234,7 +234,7 @@ class _Parser(_SweepParser):
                 raise self.err(path, "each trial runs both flush modes; set them with compare: {baseline: ..., pv: ...}")
             base[key] = self._value(key, value, path)
         if "pcpus" in base and OVERCOMMIT in base:
-            raise self.err(("base", OVERCOMMIT), "pcpus and overcommit both given; keep one (overcommit = vcpus / pcpus)")
+            raise self.err(("base", OVERCOMMIT), "pcpus and overcommit both given; keep one (overcommit = host vCPUs / pcpus)")
         return base
 
     def _space(self, raw: dict[str, Any], base: dict[str, Any]) -> Space:
@@ -249,7 +249,7 @@ class _Parser(_SweepParser):
             if key in base:
                 raise self.err(path, f"{key} is also in base; keep it in one place")
             if key in ("pcpus", OVERCOMMIT) and ({"pcpus", OVERCOMMIT} - {key}) & (set(raw) | set(base)):
-                raise self.err(path, "pcpus and overcommit are both set; search one (overcommit = vcpus / pcpus)")
+                raise self.err(path, "pcpus and overcommit are both set; search one (overcommit = host vCPUs / pcpus)")
             params.append(self._param(key, spec, path))
         space = Space(tuple(params))
         for p in params:
@@ -299,7 +299,7 @@ class _Parser(_SweepParser):
                 raise self.err((*path, "high"), f"{ihigh} is not low + a multiple of step {istep}; use {ilow + (ihigh - ilow) // istep * istep}")
             return IntRange(name, ilow, ihigh, istep, log)
         if name == OVERCOMMIT and low <= 0:
-            raise self.err((*path, "low"), f"overcommit is vcpus / pcpus, > 0; got {low}")
+            raise self.err((*path, "low"), f"overcommit is host vCPUs / pcpus, > 0; got {low}")
         fstep = float(step) if step is not None else None
         if fstep is not None and abs(round((high - low) / fstep) * fstep - (high - low)) > 1e-9:
             raise self.err((*path, "high"), f"{high} is not low + a multiple of step {fstep:g}")

@@ -100,8 +100,8 @@ def scope_of(plan: TrialPlan, rows: Mapping[str, Mapping[str, Any]]) -> Scope:
     s, c, t = cfg.sockets_cores_threads
     bare: dict[str, Any] = {
         **cfg.to_dict(),
-        "overcommit": cfg.vcpus / cfg.pcpus,
-        "consolidation": cfg.vcpus / cfg.pcpus,
+        "overcommit": cfg.overcommit,
+        "consolidation": cfg.overcommit,
         "sockets": s,
         "cores_per_socket": c,
         "threads_per_core": t,
