@@ -79,7 +79,7 @@ def evaluate(plan: ReportPlan, rows: "pandas.DataFrame") -> tuple[LadderState, .
         alone = Alone.best(alone_rungs)  # type: ignore[arg-type]
         verdicts: list[Verdict] = []
         for vms in sorted(rungs):
-            verdicts.append(judge(spec.slo, rungs[vms], alone))
+            verdicts.append(judge(spec.slo, rungs[vms], alone, ladder.flush_mode))
             if not verdicts[-1].passed:  # the ladder stops here; rungs above (from another run) do not count
                 break
         limit = vms_limit(verdicts)

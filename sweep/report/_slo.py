@@ -89,8 +89,10 @@ class Verdict:
         return self.rung.vms
 
 
-def judge(slo: Slo, rung: Rung, alone: Alone | None) -> Verdict:
-    """Judge ``rung`` against every term of ``slo``.
+def judge(slo: Slo, rung: Rung, alone: Alone | None, mode: str | None = None) -> Verdict:
+    """Judge ``rung`` (of flush mode ``mode``) against every term of ``slo``.
+
+    A failure against one VM alone under another flush mode names that mode.
 
     Example:
         >>> slo = Slo(throughput=0.8, lat_p99_us=100)
@@ -106,16 +108,17 @@ def judge(slo: Slo, rung: Rung, alone: Alone | None) -> Verdict:
     if rung.crashed:
         return Verdict(rung, False, (f"crashed ({rung.crash_reason})",), None, None)
     failures: list[str] = []
+    under = f" under {alone.flush_mode}" if alone is not None and mode is not None and alone.flush_mode != mode else ""
     if slo.throughput is not None:
         if throughput is None:
             failures.append(_unknown("throughput", alone))
         elif throughput < slo.throughput:
-            failures.append(f"slowest VM at {throughput:.0%} of one VM alone (SLO {slo.throughput:.0%})")
+            failures.append(f"slowest VM at {throughput:.0%} of one VM alone{under} (SLO {slo.throughput:.0%})")
     if slo.real_s_stretch is not None:
         if stretch is None:
             failures.append(_unknown("real_s", alone))
         elif stretch > slo.real_s_stretch:
-            failures.append(f"real_s {stretch:.2f}x one VM alone (SLO {slo.real_s_stretch:g}x)")
+            failures.append(f"real_s {stretch:.2f}x one VM alone{under} (SLO {slo.real_s_stretch:g}x)")
     if slo.lat_p99_us is not None:
         if rung.lat_p99_us is None:
             failures.append("shootdown p99 unknown")

@@ -56,11 +56,14 @@ def hazard_frame(analysis: Analysis) -> "pandas.DataFrame":
 def notes(analysis: Analysis) -> list[str]:
     """Per-ladder remarks worth a line (limits not reached, a VM that fails alone)."""
     seen: dict[str, list[str]] = {}
+    alone: list[str] = []
     for c in analysis.capacity:
-        if c.note and not c.crashed:
-            note = c.note if c.saturated else "misses the SLO with one VM alone" if c.vms_per_host == 0 else c.note
-            seen.setdefault(note, []).append(f"{c.host}/{c.vm} {c.vcpus} vCPU {c.topology_label} {c.hv_semantics} {c.flush_mode}")
-    return [f"{note}: {', '.join(who[:4])}{' ...' if len(who) > 4 else ''}" for note, who in seen.items()]
+        who = f"{c.host}/{c.vm} {c.vcpus} vCPU {c.topology_label} {c.hv_semantics} {c.flush_mode}"
+        if c.saturated:
+            seen.setdefault(c.note, []).append(who)
+        elif c.vms_per_host == 0 and not c.crashed:  # each with its own reason: the numbers differ
+            alone.append(f"{who} misses the SLO with one VM alone: {'; '.join(c.failures)}")
+    return [f"{note}: {', '.join(who[:4])}{' ...' if len(who) > 4 else ''}" for note, who in seen.items()] + alone
 
 
 def loss_lines(analysis: Analysis) -> list[str]:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 #: A counter PV must exceed native by to count as the cause, relatively and absolutely (per VM).
 MIN_RATIO = 1.2
 MIN_EXCESS = 5.0
+#: PV's guest system time above native's by this factor is named beside the cause: what the mechanism cost.
+SYS_MARGIN = 1.05
 
 Counters = Mapping[str, float]
 #: (counter, phrase from PV's and native's per-VM means), in the order ties are broken.
@@ -33,8 +35,10 @@ MECHANISMS: tuple[tuple[str, Callable[[Counters, Counters, str], str]], ...] = (
         f"at VM entry ({pv.get('hc_flush_list', 0) + pv.get('hc_flush_list_ex', 0):.0f} list hypercalls), against "
         f"native's {nat['fine_flushes']:.0f}")),
     ("deferred_flushes", lambda pv, nat, hv: (
-        f"{pv['deferred_flushes']:.0f} flushes per VM left to preempted or halted vCPUs' next VM entry, which then "
-        f"enter late")),
+        f"{pv['deferred_flushes']:.0f} flushes per VM left to preempted or halted vCPUs' next VM entry, "
+        + (f"which {hv} replays from its per-vCPU FIFO page by page ({pv.get('fine_flushes', 0):.0f} page-by-page "
+           "flushes) before the vCPU runs" if pv.get("fine_flushes", 0) > 0 else
+           "each a full TLB flush before the vCPU runs"))),
     ("vm_exits", lambda pv, nat, hv: (
         f"{pv['vm_exits']:.0f} VM exits per VM ({pv.get('hypercalls', 0):.0f} of them flush hypercalls) against "
         f"native's {nat['vm_exits']:.0f}")),
@@ -113,7 +117,10 @@ def _cause(pv: Counters, native: Counters, hv: str) -> tuple[str, str]:
     if best is None:
         return "", "no counter of the model stands out against native"
     name = best[2]
-    return name, dict(MECHANISMS)[name](pv, native, hv)
+    phrase = dict(MECHANISMS)[name](pv, native, hv)
+    if name != "sys_s" and pv.get("sys_s", 0) > SYS_MARGIN * native.get("sys_s", 0) > 0:
+        phrase += f" (guest system time {pv['sys_s']:.3g} s per VM against native's {native['sys_s']:.3g} s)"
+    return name, phrase
 
 
 def _sentence(pv: LadderState, native: LadderState, at: int, cause: str) -> str:
