@@ -177,6 +177,7 @@ def test_each_ladder_is_judged_against_the_best_mode_alone_and_stops_at_its_firs
     assert native.limit == 3 and native.failed_at.vms == 4 and native.next_vms is None  # rung 5 passes, but after a miss
     assert [v.vms for v in native.verdicts] == [1, 2, 3, 4]
     assert pv.limit == 2 and pv.failed_at.vms == 3 and pv.finished  # 60 < 0.8 x native's 100
+    assert pv.failed_at.failures == ("slowest VM at 60% of one VM alone under native (SLO 80%)",)
     assert not native.saturated and not pv.saturated
 
 
