@@ -274,7 +274,14 @@ class _Fit:
         import optuna
         from optuna.trial import TrialState
 
+        distributions = self.space.distributions()
         stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        # A session killed inside study.ask() can leave a trial without all its parameters: it
+        # cannot be simulated, so it fails (and counts as a trial); the rest are finished.
+        unusable = [t for t in stale if set(t.params) != set(distributions)]
+        for t in unusable:
+            study.tell(t.number, state=TrialState.FAIL)
+        stale = [t for t in stale if t not in unusable]
         if stale:  # asked by a session that died before telling them
             self.log(f"{self.name}: finishing {len(stale)} trial(s) left running by an earlier session")
             study_id = self._storage.get_study_id_from_name(self.name)
@@ -282,7 +289,6 @@ class _Fit:
             status = self._run_trials(study, [optuna.trial.Trial(study, trial_id) for trial_id in trial_ids])
             if status != "ok":
                 return status
-        distributions = self.space.distributions()
         while True:
             finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
             if len(finished) >= self.settings.trials:
