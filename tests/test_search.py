@@ -49,35 +49,35 @@ def test_quickstart_search_finds_the_known_best_region(sweep_store: Any) -> None
     study = session.search.study
     assert session.report.status == "done" and session.report.told == {"complete": spec.trials}
     best = best_trials(study, spec, top=1)[0]
-    # The region the spec promises: 4x overcommit and the smallest mappings (the unmap is all shootdown).
-    assert (best.params["overcommit"], best.params["pages"]) == (4, 16)
-    # It really is the best region of the simulator: one representative of every (overcommit, pages) cell, simulated here.
+    # It really is the best region of the simulator: every cell of the space, simulated here.
     cell_benefit = {}
-    for oc in (1, 2, 4):
-        for pages in (16, 64, 256, 1024):
-            cfg = RunConfig(guest_os="windows-2016", workload="mmap-munmap", vcpus=8, pcpus=max(1, round(8 / oc)), iterations=6,
-                            pages=pages, sleep_max_us=100, threads=12)
-            native, pv = simulate(cfg), simulate(cfg.replace(flush_mode="hyperv-pv"))
-            cell_benefit[(oc, pages)] = native.real_s / pv.real_s
-    assert max(cell_benefit, key=cell_benefit.get) == (4, 16)
+    for vms in (1, 2, 3):
+        for vcpus in (4, 8):
+            for alloc in ("malloc", "mmap"):
+                cfg = RunConfig(guest_os="linux", workload="ebizzy", pcpus=8, duration_s=0.05, host_kvm="2018",
+                                vms=vms, vcpus=vcpus, ebizzy_alloc=alloc)
+                native, pv = simulate(cfg), simulate(cfg.replace(flush_mode="kvm-pv"))
+                cell_benefit[(vms, vcpus, alloc)] = pv.ops_per_s / native.ops_per_s
+    assert (best.params["vms"], best.params["vcpus"], best.params["ebizzy_alloc"]) == max(cell_benefit, key=cell_benefit.get)
+    assert best.values[0] == pytest.approx(max(cell_benefit.values()))
     # The trial's runs are stored like sweep runs and its value is the ratio of their stored metrics.
     runs = best.user_attrs["runs"]
     rows = stored_rows(sweep_store, runs["pv"] + runs["native"])
     assert set(rows) == set(runs["pv"] + runs["native"])
-    assert best.values[0] == pytest.approx(rows[runs["native"][0]]["real_s"] / rows[runs["pv"][0]]["real_s"])
+    assert best.values[0] == pytest.approx(rows[runs["pv"][0]]["ops_per_s"] / rows[runs["native"][0]]["ops_per_s"])
     assert rows[runs["pv"][0]]["baseline_run_id"] == runs["native"][0]
     assert sweep_store.find_sweep(spec.name).kind == "search" and sweep_store.find_sweep(spec.name).status == "done"
     assert sweep_store.progress(spec.name)["done"] == len({r for t in study.trials for r in t.user_attrs["runs"]["pv"] + t.user_attrs["runs"]["native"]})
     text = summary_text(study, spec)
-    assert "best configurations (maximize benefit_real" in text and "parameter importances (benefit_real, fANOVA): " in text
-    # the importances agree with the simulator: of overcommit and pages, the one whose cells differ more ranks higher
+    assert "best configurations (maximize benefit_ops" in text and "parameter importances (benefit_ops, fANOVA): " in text
+    # the importances agree with the simulator: of the allocator and the VM count, the one whose cells differ more ranks higher
     spread = {
-        "pages": _spread({p: sum(cell_benefit[(oc, p)] for oc in (1, 2, 4)) / 3 for p in (16, 64, 256, 1024)}),
-        "overcommit": _spread({oc: sum(cell_benefit[(oc, p)] for p in (16, 64, 256, 1024)) / 4 for oc in (1, 2, 4)}),
+        "ebizzy_alloc": _spread({a: sum(v for k, v in cell_benefit.items() if k[2] == a) / 6 for a in ("malloc", "mmap")}),
+        "vms": _spread({n: sum(v for k, v in cell_benefit.items() if k[0] == n) / 4 for n in (1, 2, 3)}),
     }
-    scores = importances(study, spec)["benefit_real"]
+    scores = importances(study, spec)["benefit_ops"]
     assert isinstance(scores, dict)
-    assert (scores["pages"] > scores["overcommit"]) == (spread["pages"] > spread["overcommit"]), (scores, spread)
+    assert (scores["ebizzy_alloc"] > scores["vms"]) == (spread["ebizzy_alloc"] > spread["vms"]), (scores, spread)
     shown = best_trials(study, spec)
     assert len({tuple(sorted(t.params.items())) for t in shown}) == len(shown)  # each configuration once
 
