@@ -172,6 +172,10 @@ def summarize(store: Any, report: SweepReport, *, by: Sequence[str], compare_fie
             hogs = results["background_vcpus"].fillna(0) if "background_vcpus" in results.columns else 0
             results = results.assign(overcommit=(vms * results["vcpus"] + hogs) / results["pcpus"])
         group = [c for c in by if c != compare_field and c != "seed"]
+        if compare_field and compare_field in results.columns:
+            compared = results.loc[results["baseline_run_id"].notna(), compare_field].dropna().unique()
+            if len(compared) > 1:  # several PV modes against one baseline: a row for each
+                group.append(compare_field)
         if compare_field and results["baseline_run_id"].notna().any():
             lines += ["", f"PV benefit (baseline / PV; ops/s: PV / baseline), geometric mean over seeds, by {', '.join(group) or 'sweep'}:"]
             lines += _shown_table(benefit_table(results, group), group)
