@@ -37,14 +37,14 @@ def test_seed_measurement_holds_the_2018_figures_as_the_engine_must_model_them()
         native = p.config.flush_mode == "native"
         assert dict(p.figures) == ({"real_s": 22.464, "user_s": 0.990, "sys_s": 86.3276} if native
                                    else {"real_s": 19.304, "user_s": 0.908, "sys_s": 36.249})
-        # native sys is recorded but not fitted (the engine's known limitation); everything else counts
-        assert {f: p.weight_of(f) for f in p.figures} == {"real_s": 1, "user_s": 1, "sys_s": 0 if native else 1}
+        # every figure is fitted, native sys included
+        assert {f: p.weight_of(f) for f in p.figures} == {"real_s": 1, "user_s": 1, "sys_s": 1}
     no_overcommit = {p.config.flush_mode: p for p in ms.points if p.config.vcpus == 12}
     assert {m: dict(p.figures) for m, p in no_overcommit.items()} == {"native": {"real_s": 21.24}, "hyperv-pv": {"real_s": 21.08}}
     assert all((p.config.pcpus, p.config.threads, p.config.iterations) == (12, 64, 100) for p in no_overcommit.values())
     # v1's absolute times come from an older Windows build: only PV relative to native is fitted
     assert no_overcommit["native"].weight == 0 and ms.reference(no_overcommit["hyperv-pv"]) is no_overcommit["native"]
-    assert ms.fitted_points == 5 and ms.figure_count == 11
+    assert ms.fitted_points == 5 and ms.figure_count == 13
     assert SEED_CSV.read_text().startswith("#")  # cites its source
 
 
