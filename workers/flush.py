@@ -140,6 +140,7 @@ class HyperVShootdown(Shootdown):
         self.entry_ns = int(profile.hv_list_entry_ns)
         self.list_max = int(profile.nt_pv_list_max_pages)
         self._encoded: dict[tuple, list] = {}  # (targets, range) -> the calls encode_flush builds
+        self._gva_page_ns = int(profile.hv_gva_flush_page_ns)
         self._native = NativeShootdown(kernel, profile)  # the fallback when no hypercall can be made
 
     def entry_flush_ns(self, v: VCpu) -> int:
@@ -150,10 +151,10 @@ class HyperVShootdown(Shootdown):
             k.probe.entry_flush(k.sim.now, v, ef.full)
         if ef.full:
             k.c.full_flushes += 1
-            return int(self.p.flush_full_ns)
+            return self._full_ns
         if ef.pages:
             k.c.fine_flushes += 1
-            return int(self.p.hv_gva_flush_page_ns * len(ef.pages))
+            return self._gva_page_ns * len(ef.pages)
         return 0
 
     def on_vm_entry(self, v: VCpu) -> int:
@@ -173,13 +174,12 @@ class HyperVShootdown(Shootdown):
             yield (COMPUTE, work_ns, SYS)
         start_ns = k.sim.now
         c.shootdowns += 1
-        targets = k.shootdown_targets(t.vcpu)
+        mask = k.target_mask(t.vcpu)  # vp_index == vCPU index, KVM's default
         local = self.local_flush_ns(pages)
-        if not targets:
+        if not mask:
             c.shootdown_latency_ns.append(local)
             return local
         lo, hi = self._range(t, pages)
-        mask = k.target_mask(t.vcpu)  # vp_index == vCPU index, KVM's default
         key = (mask, lo if hi is not None else -1, hi)
         calls = self._encoded.get(key)
         if calls is None:
@@ -204,18 +204,19 @@ class HyperVShootdown(Shootdown):
                 fallback = True  # Linux: any failure -> native_flush_tlb_multi()
                 continue
             kicked = 0
-            for vp in self.partition.vps_of(res.flushed_mask):
-                tv = self.by_vp[vp]
-                if tv is v:
-                    continue
-                deferred = tv.state != RUNNING
-                if k.probe is not None:
-                    k.probe.flush_request(k.sim.now, tv, deferred)
-                if deferred:
+            by_vp = self.by_vp
+            probe = k.probe
+            for vp in self.partition.vps_of(res.flushed_mask & ~v.bit):
+                tv = by_vp[vp]
+                if tv.state != RUNNING:
                     c.deferred_flushes += 1
-                else:
-                    kicked += 1
-                    k.post_irq(tv, self.exit_ns + self.entry_flush_ns(tv))
+                    if probe is not None:
+                        probe.flush_request(k.sim.now, tv, True)
+                    continue
+                if probe is not None:
+                    probe.flush_request(k.sim.now, tv, False)
+                kicked += 1
+                k.post_irq(tv, self.exit_ns + self.entry_flush_ns(tv))
             cost = self.call_ns + self.kick_ns * kicked + (self.ack_ns if kicked else 0)
             cost += self.entry_ns * max(0, len(call.input) // 8 - 3)  # the GVA entries and banks written
             if (self.partition.pending_mask >> v.vp_index) & 1:  # the caller flushes itself on return
@@ -225,7 +226,7 @@ class HyperVShootdown(Shootdown):
         if owed:
             yield (COMPUTE, owed, SYS)
         if fallback:
-            yield from self._native.send_ipis(t, targets, pages, start_ns, 0)
+            yield from self._native.send_ipis(t, k.shootdown_targets(t.vcpu), pages, start_ns, 0)
             return 0
         c.shootdown_latency_ns.append(k.sim.now - start_ns)
         return 0

@@ -158,6 +158,7 @@ class Partition:
             self._fifos[vp] = []
         self._pending = 0
         self._vps_cache: dict[int, tuple[int, ...]] = {}
+        self._memo_2018: dict[tuple, HypercallResult] = {}  # (control, input, rdx, r8) -> its result
         self._entry_cache: dict[tuple[int, ...], EntryFlush] = {}
 
     # --- public API ------------------------------------------------------------------
@@ -200,11 +201,26 @@ class Partition:
         """
         if caller not in self._vcpu_of:
             self._check_vp(caller, "caller")
+        if not self._current:
+            # v4.18 reads nothing but the input and the partition's VP indexes, so the same
+            # call always decodes the same: memoised, with its one effect (the requests) applied.
+            key = (control, input, rdx, r8)
+            result = self._memo_2018.get(key)
+            if result is None:
+                hc = decode_control(control & MASK64)
+                word, targets, header = self._dispatch_2018(hc, input, rdx & MASK64, r8 & MASK64)
+                result = self._result(hc, word, targets, header)
+                if len(self._memo_2018) >= 4096:
+                    self._memo_2018.clear()
+                self._memo_2018[key] = result
+            self._pending |= result.flushed_mask  # KVM_REQ_TLB_FLUSH | KVM_REQUEST_NO_WAKEUP
+            return result
         hc = decode_control(control & MASK64)
-        if self._current:
-            word, targets, header = self._dispatch_current(hc, input, rdx & MASK64, r8 & MASK64, xmm)
-        else:
-            word, targets, header = self._dispatch_2018(hc, input, rdx & MASK64, r8 & MASK64)
+        word, targets, header = self._dispatch_current(hc, input, rdx & MASK64, r8 & MASK64, xmm)
+        return self._result(hc, word, targets, header)
+
+    @staticmethod
+    def _result(hc: HypercallInput, word: int, targets: int, header: tuple) -> HypercallResult:
         status = word & 0xFFFF
         return HypercallResult(
             rax=word,
@@ -471,7 +487,7 @@ class Partition:
                 banks = qwords(nbanks).unpack_from(data, HV_TLB_FLUSH_EX_SIZE)
                 vp_bitmap = sparse_set_to_vp_mask(valid_bank_mask, banks)
         targets = self._all_mask if all_cpus else vp_bitmap & self._all_mask
-        self._pending |= targets  # KVM_REQ_TLB_FLUSH | KVM_REQUEST_NO_WAKEUP
+        # the caller sets the requests (KVM_REQ_TLB_FLUSH | KVM_REQUEST_NO_WAKEUP) on ``targets``
         # "We always do full TLB flush, set rep_done = rep_cnt."
         return rep_word, targets, header
 
