@@ -369,6 +369,26 @@ def test_search_findings_come_from_the_named_optuna_study_in_the_stores_database
     assert 'id="search"' not in (none.path / "report.html").read_text()
 
 
+def test_search_findings_list_each_configuration_once_and_rank_importances_as_the_data_do(tmp_path: Path) -> None:
+    """The report reads a study as `flushsweep search` prints it: no configuration twice among the best,
+    and fANOVA importances that put first the parameter the objective depends on."""
+    import optuna
+
+    from sweep.report import search_findings
+
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    study = optuna.create_study(study_name="s", storage=url, direction="minimize",
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(lambda t: 10.0 * t.suggest_categorical("pages", [512, 4096, 16384]) / 16384
+                   + 0.01 * t.suggest_categorical("sleep_max_us", [0, 100]), n_trials=24)
+    found = search_findings(url, "s")
+    configs = [tuple(sorted(b["params"].items())) for b in found.best]
+    assert len(configs) == len(set(configs)) == 5  # 6 distinct configurations exist; 24 trials repeat them
+    assert found.best[0]["params"] == {"pages": 512, "sleep_max_us": 0}
+    assert max(found.importances, key=found.importances.get) == "pages"
+    assert found.importances["pages"] > 0.9
+
+
 def test_a_report_stopped_mid_ladder_climbs_on_from_the_stored_rungs_and_stores_every_run_once(
     tmp_path: Path, profile_dir: Path
 ) -> None:

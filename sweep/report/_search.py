@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweep.search._report import distinct_configurations, feasible_trials, param_importances
+
 #: Trials listed as "best".
 TOP_TRIALS = 5
 #: The top region is the best quarter of completed trials (at least this many).
@@ -58,7 +60,8 @@ def search_findings(db_url: str, study_name: str) -> SearchFindings:
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     if not complete:
         return SearchFindings(study_name, note=f"study {study_name!r} has no completed trials yet", directions=directions)
-    ranked = _ranked(complete, directions, study)
+    # as `flushsweep search` prints them: feasible trials only, each configuration once
+    ranked = _ranked(distinct_configurations(feasible_trials(study)), directions, study)
     best = tuple({"number": t.number, "values": tuple(t.values), "params": dict(t.params)} for t in ranked[:TOP_TRIALS])
     region_trials = ranked[: max(MIN_REGION_TRIALS, math.ceil(len(ranked) / 4))]
     return SearchFindings(
@@ -92,13 +95,10 @@ def _region(trials: list[Any]) -> dict[str, str]:
 
 
 def _importances(study: Any, objectives: int) -> dict[str, float]:
-    import optuna
-
-    try:
-        target = None if objectives == 1 else (lambda t: t.values[0])
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study, target=target).items()}
-    except (RuntimeError, ValueError, ZeroDivisionError):  # too few trials, or no parameter varied
-        return {}
+    """The first objective's fANOVA importances, as `flushsweep search` prints them; {} when it cannot tell."""
+    target = None if objectives == 1 else (lambda t: t.values[0])
+    scores = param_importances(study, seed=0, target=target)
+    return scores if isinstance(scores, dict) else {}
 
 
 __all__ = ["SearchFindings", "search_findings"]

@@ -65,7 +65,7 @@ def pareto_front(trials: Sequence["FrozenTrial"], directions: Sequence[str]) -> 
 MIN_IMPORTANCE_TRIALS = 10
 
 
-def importance_evaluator(spec: SearchSpec) -> Any:
+def importance_evaluator(seed: int) -> Any:
     """fANOVA: a random forest fitted to every complete trial, its variance split by parameter.
 
     It models all parameters at once, so it reads a study whose sampler concentrated its trials
@@ -76,32 +76,35 @@ def importance_evaluator(spec: SearchSpec) -> Any:
     """
     import optuna
 
-    return optuna.importance.FanovaImportanceEvaluator(seed=spec.seed)
+    return optuna.importance.FanovaImportanceEvaluator(seed=seed)
 
 
-def importances(study: "optuna.Study", spec: SearchSpec) -> dict[str, dict[str, float] | str]:
-    """fANOVA importance of each parameter per objective (``importance_evaluator``): its share of the objective's variance.
+def param_importances(study: "optuna.Study", *, seed: int, target: Any = None) -> dict[str, float] | str:
+    """fANOVA importance of each parameter for ``target`` (default: the study's one objective).
 
-    A message replaces the scores when there are too few complete trials to tell.
+    A one-line message replaces the scores when the study cannot tell: too few complete
+    trials, or nothing varied.
     """
     import optuna
     from optuna.trial import TrialState
 
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    out: dict[str, dict[str, float] | str] = {}
-    for i, objective in enumerate(spec.objectives):
-        if complete < MIN_IMPORTANCE_TRIALS:
-            out[objective.name] = f"not shown: {complete} complete trials, importances need at least {MIN_IMPORTANCE_TRIALS}"
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                scores = optuna.importance.get_param_importances(
-                    study, evaluator=importance_evaluator(spec), target=importance_target(spec, i))
-            out[objective.name] = {name: float(v) for name, v in scores.items()}
-        except (RuntimeError, ValueError, ZeroDivisionError) as exc:
-            out[objective.name] = f"not available: {str(exc).splitlines()[0]}"
-    return out
+    if complete < MIN_IMPORTANCE_TRIALS:
+        return f"not shown: {complete} complete trials, importances need at least {MIN_IMPORTANCE_TRIALS}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = optuna.importance.get_param_importances(
+                study, evaluator=importance_evaluator(seed), target=target)
+    except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+        return f"not available: {str(exc).splitlines()[0]}"
+    return {name: float(v) for name, v in scores.items()}
+
+
+def importances(study: "optuna.Study", spec: SearchSpec) -> dict[str, dict[str, float] | str]:
+    """``param_importances`` per objective of the search (``importance_evaluator``)."""
+    return {objective.name: param_importances(study, seed=spec.seed, target=importance_target(spec, i))
+            for i, objective in enumerate(spec.objectives)}
 
 
 def importance_target(spec: SearchSpec, i: int) -> Any:
@@ -182,7 +185,7 @@ def write_plots(study: "optuna.Study", spec: SearchSpec, directory: str | Path) 
             plots = {
                 "history": lambda: ovm.plot_optimization_history(study, **kw),
                 "importances": lambda: ovm.plot_param_importances(
-                    study, evaluator=importance_evaluator(spec), target=importance_target(spec, i), target_name=objective.name),
+                    study, evaluator=importance_evaluator(spec.seed), target=importance_target(spec, i), target_name=objective.name),
                 "slice": lambda: ovm.plot_slice(study, **kw),
             }
             ranked = list(scores[objective.name]) if isinstance(scores[objective.name], dict) else spec.space.names
