@@ -54,7 +54,7 @@ def _set(doc: Any, path: tuple, value: Any) -> None:
     doc[path[-1]] = value
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_mutation_gives_a_plan_or_one_spec_error_line(data: st.DataObject) -> None:
     doc = copy.deepcopy(VALID)
