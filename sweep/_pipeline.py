@@ -96,7 +96,6 @@ class RunPipeline:
         self._executor: Executor | None = executor if isinstance(executor, Executor) else None
         self._tickets: dict[int, list[RunTask]] = {}
         self._attempts: Counter[str] = Counter()
-        self._errors: dict[str, str] = {}
         self._tables: list[tuple[list[str], "pa.Table"]] = []
         self._buffered: set[str] = set()
         self._buffer_since: float | None = None
@@ -126,9 +125,6 @@ class RunPipeline:
     def attempts(self, run_id: str) -> int:
         """Attempts of the run submitted in this session."""
         return self._attempts[run_id]
-
-    def last_error(self, run_id: str) -> str:
-        return self._errors.get(run_id, "")
 
     # --- runs out ---------------------------------------------------------------
     def submit(self, batches: Sequence[Sequence[RunTask]]) -> None:
@@ -199,7 +195,6 @@ class RunPipeline:
 
     def _failed(self, task: RunTask, error: str, node: str | None, out: Collected) -> None:
         rid = task.run_id
-        self._errors[rid] = error
         final = self._attempts[rid] >= self.max_attempts
         self.mark()  # the failed attempt must be counted before it is recorded
         t0 = time.perf_counter()

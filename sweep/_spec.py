@@ -94,9 +94,6 @@ class SweepDocument(SpecModel):
     compare: CompareSection | None = None
 
 
-#: Keys a spec may have at the top level.
-SPEC_KEYS = tuple(SweepDocument.model_fields)
-
 
 class Impossible(ValueError):
     """A combination that cannot be a run (e.g. a topology that does not divide vcpus); names the field."""

@@ -117,7 +117,6 @@ class RunConfig:
     duration_s: float = _f(1.0, "ebizzy and cpu-bound: simulated seconds to run")
     ebizzy_alloc: EbizzyAlloc = _f("malloc", "ebizzy allocator: malloc never using mmap (-M) or mmap/munmap (-m)")
     ebizzy_chunk_kib: int = _f(512, "ebizzy chunk size in KiB (-s; default record_size x 64 Ki = 512 KiB)")
-    ebizzy_chunks: int = _f(10, "ebizzy chunks to search (-n)")
     # calibration and randomness
     profile: str = _f("literature", "cost profile: a name under configs/profiles or a YAML path")
     seed: int = _f(0, "random seed; the same config and seed give bit-identical metrics")
@@ -305,7 +304,7 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 def _validate(cfg: RunConfig) -> None:
     positive = ("pcpus", "host_slice_us", "vms", "vcpus", "iterations", "pages", "ple_window_us",
-                "ebizzy_chunk_kib", "ebizzy_chunks")
+                "ebizzy_chunk_kib")
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ConfigError(name, f"must be >= 1, got {getattr(cfg, name)}")

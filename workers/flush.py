@@ -58,9 +58,6 @@ class Shootdown:
     def on_vm_entry(self, v: VCpu) -> int:
         return 0
 
-    def full(self, pages: int) -> bool:
-        return self.windows or pages > self.ceiling
-
 
 class NativeShootdown(Shootdown):
     """IPI every target and spin until each has acknowledged (NT packet / Linux csds)."""

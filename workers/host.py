@@ -42,11 +42,6 @@ STATE_NAMES = ("RUNNING", "RUNNABLE", "HALTED", "WAKING")
 SCHED_NR_LATENCY = 8
 
 
-def sched_factor(ncpus: int) -> int:
-    """``get_update_sysctl_factor()``, SCHED_TUNABLESCALING_LOG: 1 + ilog2(min(ncpus, 8))."""
-    return 1 + (min(ncpus, 8).bit_length() - 1)
-
-
 class Probe:
     """Observation hooks for tests and debugging; every method is optional (no-op by default)."""
 
@@ -62,9 +57,6 @@ class Probe:
 
     def flush_request(self, now: int, vcpu: "HostTask", deferred: bool) -> None:
         """A PV flush targets the vCPU: performed now (running) or deferred to its next entry."""
-
-    def ack(self, now: int, initiator_vcpu: "HostTask", target: "HostTask") -> None:
-        """A native shootdown target acknowledged its IPI (at ``now``, its handler's end)."""
 
     def ple_exit(self, now: int, vcpu: "HostTask", window_ns: int) -> None:
         """A spinning vCPU took a pause-loop exit after spinning ``window_ns`` (its PLE window)."""
@@ -103,7 +95,6 @@ class HostTask:
         """Called when the task loses its pCPU (preempted, yielded or halted); ``involuntary`` is set."""
 
 
-
 class RunQueue:
     """One pCPU's queue of runnable tasks that are not running (``struct cfs_rq``)."""
 
@@ -138,12 +129,11 @@ class Host:
         self.switch_ns = switch_ns
         self.eevdf = eevdf
         self.eevdf_yield_next_buddy = eevdf_yield_next_buddy
-        factor = sched_factor(pcpus)
-        # host_slice_us is the scaled min granularity (0.75 ms x factor); the others scale alike.
+        # host_slice_us is the scaled min granularity: 0.75 ms x get_update_sysctl_factor(), which is
+        # 1 + ilog2(min(ncpus, 8)) (SCHED_TUNABLESCALING_LOG); the others scale alike.
         self.min_gran = min_granularity_ns
         self.latency = SCHED_NR_LATENCY * min_granularity_ns  # 6 ms x factor
         self.wakeup_gran = min_granularity_ns * 4 // 3  # 1 ms x factor
-        self.factor = factor
         self.rqs = [RunQueue(c) for c in range(pcpus)]
         self._slices = [self._slice_for(n) for n in range(64)]
         self.idle: set[int] = set(range(pcpus))
@@ -598,4 +588,4 @@ class Hog(HostTask):
 
 
 __all__ = ["HALTED", "Host", "HostTask", "Hog", "Probe", "RUNNABLE", "RUNNING", "RunQueue", "STATE_NAMES",
-           "WAKING", "sched_factor"]
+           "WAKING"]

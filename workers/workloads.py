@@ -16,8 +16,10 @@ The same workload takes each guest's own path through its kernel:
 * **ebizzy** (LTP ``utils/benchmark/ebizzy-0.3/ebizzy.c``): a record is
   ``alloc_mem`` + ``memcpy`` of a chunk + ``bsearch`` + ``free_mem``. Its
   ``rand_num`` multiplies a zero state, so every thread always copies chunk 0
-  and looks for key 0: the pick costs nothing. With ``-M`` glibc never mmaps:
-  the chunk comes from the thread's arena and ``free`` trims the heap top beyond
+  and looks for key 0: the pick costs nothing, and the number of chunks (``-n``)
+  changes nothing measured (``allocate`` and ``write_pattern`` fill them before
+  ``start_threads`` starts the clock), so no field sets it. With ``-M`` glibc never
+  mmaps: the chunk comes from the thread's arena and ``free`` trims the heap top beyond
   ``M_TOP_PAD`` with ``madvise(MADV_DONTNEED)`` (``heap_trim`` -> ``shrink_heap``),
   under mmap_sem *read*, and the next memcpy faults those pages back. With
   ``-m`` each record is an ``mmap`` + ``munmap`` (the munmap under mmap_sem write).

@@ -103,11 +103,6 @@ class Slo:
     crash_free: bool = True
     aggregate: str = "worst"
 
-    @property
-    def needs_alone(self) -> bool:
-        """Whether a term is judged against one VM alone (``vms: 1``)."""
-        return self.throughput is not None or self.real_s_stretch is not None
-
     def terms(self) -> list[str]:
         out = []
         if self.throughput is not None:
@@ -253,8 +248,6 @@ class ReportDocument(SpecModel):
     search: SearchEntry | None = None
 
 
-#: Keys a report spec may have at the top level.
-REPORT_KEYS = tuple(ReportDocument.model_fields)
 #: Keys of earlier report specs, and how to say the same now.
 _RETIRED = {
     ("overcommit",): "the report counts VMs per host now, trying vms = 1, 2, ... up to max_vms; "

@@ -93,9 +93,6 @@ class SearchDocument(SpecModel):
     seed: int = spec_field(0, ge=0, what="the sampler's seed")
 
 
-#: Keys a search spec may have at the top level.
-SPEC_KEYS = tuple(SearchDocument.model_fields)
-
 
 @dataclass(frozen=True, slots=True)
 class Objective:

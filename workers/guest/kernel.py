@@ -13,6 +13,7 @@ reports it as steal), how a readied thread picks a vCPU, quanta and sleeps.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from random import Random
 from typing import TYPE_CHECKING, Callable
@@ -43,10 +44,10 @@ PLE_WINDOW_MAX_FACTOR = 1 << 18
 STRETCH_SLACK_NS = 2000
 
 
-class Kernel:
+class Kernel(ABC):
     """One VM's guest kernel running one multi-threaded process."""
 
-    #: Subclasses: does a thread's clock run while its vCPU waits for a pCPU (NT) or not (Linux)?
+    #: The guest's name ("windows", "linux"): workloads and flush strategies take its paths by it.
     os_name = "guest"
 
     def __init__(
@@ -97,28 +98,29 @@ class Kernel:
             self._idle_add(v)
 
     # --- OS policy (subclasses) -------------------------------------------------------------
+    @abstractmethod
     def clock(self, v: VCpu) -> int:
         """The time a thread current on ``v`` accrues (user or sys) at this instant."""
-        raise NotImplementedError
 
+    @abstractmethod
     def thread_quantum_ns(self, threads_per_vcpu: int) -> int:
-        raise NotImplementedError
+        """How long a thread runs before a ready one of equal priority takes its vCPU."""
 
+    @abstractmethod
     def shootdown_targets(self, v: VCpu) -> list[VCpu]:
         """The vCPUs other than ``v`` whose TLBs may hold the process's translations."""
-        raise NotImplementedError
 
+    @abstractmethod
     def target_mask(self, v: VCpu) -> int:
         """``shootdown_targets(v)`` as a bitmask of vCPU indexes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sleep_end(self, ns: int) -> int:
         """When a sleep of ``ns`` requested now ends (the guest timer's rounding)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def pick_vcpu(self, t: GuestThread) -> VCpu | None:
         """An idle vCPU for a readied thread, or None to queue it."""
-        raise NotImplementedError
 
     def switched_in(self, v: VCpu, t: GuestThread) -> int:
         """TLB bookkeeping when ``t`` starts on ``v``; returns extra switch work (ns)."""

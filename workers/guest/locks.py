@@ -46,9 +46,6 @@ class Lock:
         self.waiters.append((t, shared))
         return False
 
-    def writer_waiting(self) -> bool:
-        return bool(self.waiters) and not self.waiters[0][1]
-
     def release(self, t: "GuestThread") -> list["GuestThread"]:
         """Release and return the threads that now hold it (the handoff)."""
         if self.writer is t:
