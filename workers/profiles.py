@@ -86,6 +86,7 @@ class CostProfile:
     hypercall_ns: float  # hypercall exit, decode and return
     hv_flush_per_vcpu_ns: float  # kvm_hv_flush_tlb work per vCPU of the partition
     steal_check_ns: float  # kvm-pv: reading/cmpxchg of one target's steal-time preempted flag
+    csd_check_ns: float  # Linux: a csd queued behind unrun ones: its tlb_gen check and csd_unlock [U]
     hv_list_entry_ns: float  # guest: writing one GVA entry of a flush-list hypercall's input page
     # guest kernel
     guest_switch_ns: float  # guest thread context switch

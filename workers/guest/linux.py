@@ -45,7 +45,7 @@ class LinuxKernel(Kernel):
         self.mm_mask = 0  # mm_cpumask(mm)
         self._targets: dict[int, list[VCpu]] = {}  # mask -> its vCPUs
         self.ceiling = int(p.flush_ceiling_pages)
-        self.csd_ns = int(p.steal_check_ns)  # a coalesced csd: the tlb_gen check and csd_unlock
+        self.csd_ns = int(p.csd_check_ns)  # a coalesced csd: the tlb_gen check and csd_unlock
         self.flush_full = int(p.flush_full_ns)
 
     # --- time ----------------------------------------------------------------------------
